@@ -1,0 +1,5 @@
+import sys
+
+from mm1.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""The `mm1` command line: thin wrappers over the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mm1.config import ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value",
+                   help="dotted overrides applied to the recipe, e.g. optim.lr=3e-4 model.connector.kind=avg_pool")
+
+
+def cmd_pretrain(args) -> int:
+    from mm1.train.pretrain import pretrain
+
+    pretrain(load_config(args.recipe, args.overrides))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from mm1.info import format_info, info
+
+    result = info(load_config(args.recipe, args.overrides))
+    print(json.dumps(result) if args.json else format_info(result))
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from mm1.config.schema import SynthConfig
+    from mm1.data.synth import write_corpus
+
+    cfg = SynthConfig(seed=args.seed)
+    if args.scale != 1.0:
+        for key in ("caption_samples", "interleaved_samples", "text_samples", "eval_samples"):
+            setattr(cfg, key, max(1, int(getattr(cfg, key) * args.scale)))
+    manifest = write_corpus(args.out, cfg)
+    print(json.dumps({k: v for k, v in manifest.items() if not isinstance(v, (list, dict))}))
+    return 0
+
+
+def cmd_not_yet(args) -> int:
+    print(f"mm1 {args.command}: not available yet in this version", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mm1", description="MM1-style multimodal LLM pre-training and ablations.")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="train a model from a recipe",
+                       description="Train from a recipe YAML; writes config, metrics.jsonl and checkpoint/ to output.dir.")
+    _recipe_args(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("info", help="parameter counts and image-token budget of a recipe (no memory used)",
+                       description="Build the recipe's model on the meta device and print its size.")
+    _recipe_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("data", help="data tools", description="Data tools.")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    s = data_sub.add_parser("synth", help="write the embedded synthetic corpus and eval sets",
+                            description="Write the procedurally generated corpus (webdataset shards) and eval sets.")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--scale", type=float, default=1.0, help="multiply every sample count by this")
+    s.set_defaults(func=cmd_data_synth)
+
+    for name in ("eval", "ablate"):
+        p = sub.add_parser(name, help="(not available yet)", description="Not available yet in this version.")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=cmd_not_yet)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"mm1: config error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The typed config tree. One recipe YAML maps onto `Config`.
+
+Every field documents itself in the comment beside it. Values that depend on
+other values (`None` here, meaning "derive it") are filled in by
+`mm1.config.derive` after the YAML and the command-line overrides are applied,
+so an override never leaves a stale derived value behind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+
+@dataclass
+class VisionConfig:
+    name: Optional[str] = None  # open_clip model name (e.g. ViT-L-14); None = build from the explicit dims below
+    pretrained: Optional[str] = None  # open_clip pretrained tag or a local checkpoint file; None = random init
+    image_size: Optional[int] = None  # pixels; None = the named model's native size (64 for explicit dims);
+    # positional embeddings are interpolated when it differs from the checkpoint's
+    patch_size: int = 8  # explicit dims (used when name is None)
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    feature_layer: int = -1  # which transformer block's output feeds the connector (-1 = last, -2 = penultimate)
+    freeze: bool = False  # freeze the encoder's weights
+
+
+@dataclass
+class ConnectorConfig:
+    kind: str = "c_abstractor"  # one of mm1.model.connectors.CONNECTORS
+    num_tokens: Optional[int] = 16  # image tokens per image (T); None = derived (mlp: all patches)
+    hidden: Optional[int] = None  # inner width (c_abstractor / attention_pool); None = the vision width
+    depth: int = 3  # RegNet bottleneck blocks per C-Abstractor stage
+    mlp_depth: int = 2  # layers of the projection MLP (avg_pool, mlp)
+    heads: int = 8  # attention heads of attention_pool
+
+
+@dataclass
+class DecoderConfig:
+    arch: str = "llama"  # one of mm1.model.decoder.ARCHS (ignored when `pretrained` is set)
+    pretrained: Optional[str] = None  # local Hugging Face model directory; None = random init from the dims below
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: Optional[int] = None  # None = num_heads
+    intermediate_size: Optional[int] = None  # None = 8/3 * hidden_size rounded up to a multiple of 64
+    vocab_size: Optional[int] = None  # None = the tokenizer's size
+    max_position_embeddings: Optional[int] = None  # None = data.seq_len
+    tie_embeddings: bool = False
+    rope_theta: float = 10000.0
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "synth"  # "synth": a word-level tokenizer of the embedded corpus; "pretrained": a local HF tokenizer dir
+    path: Optional[str] = None  # for "pretrained"; None = model.decoder.pretrained
+
+
+@dataclass
+class ModelConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    connector: ConnectorConfig = field(default_factory=ConnectorConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "caption"  # caption | interleaved | text
+    shards: list[str] = field(default_factory=list)  # shard patterns, brace expansion allowed; relative to data.root
+
+
+@dataclass
+class SynthConfig:
+    seed: int = 0
+    caption_samples: int = 6000
+    interleaved_samples: int = 3000
+    text_samples: int = 3000
+    eval_samples: int = 500  # per held-out eval set
+    samples_per_shard: int = 1000
+    image_size: int = 64  # rendered resolution
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synth"  # folder that relative shard patterns resolve against
+    synth: Optional[SynthConfig] = None  # when set, generate the embedded corpus into `root` if it is missing
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    mixture: dict[str, float] = field(default_factory=dict)  # source name -> weight (normalised)
+    seq_len: int = 128  # tokens per training sequence
+    max_images_per_seq: int = 4
+    num_workers: int = 0  # dataloader worker processes
+    seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: Union[float, str] = "auto"  # peak lr, or "auto" = MM1's law exp(-0.4214 ln N - 0.5535), N = non-embedding params
+    weight_decay: Optional[float] = None  # None = 0.1 * lr (MM1)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100  # optimizer steps
+    batch_size: int = 16  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    precision: str = "auto"  # auto | bf16 | fp32 (auto = bf16 autocast on GPUs that support it, else fp32)
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    log_every: int = 10
+    threads: Optional[int] = None  # torch CPU threads; None = torch's default
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/tiny"  # run folder: resolved config, metrics.jsonl, checkpoint/
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)

@@ -1,0 +1,145 @@
+"""All cross-field checks, in one place. Each raises ConfigError with the key path."""
+from __future__ import annotations
+
+import math
+
+from mm1.config.derive import grid_side
+from mm1.config.schema import Config
+from mm1.config.tree import ConfigError
+
+SOURCE_KINDS = ("caption", "interleaved", "text")
+TOKENIZER_KINDS = ("synth", "pretrained")
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _choice(path: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+
+
+def _positive(path: str, value) -> None:
+    if value is None or value <= 0:
+        raise ConfigError(f"{path}: must be > 0, got {value!r}")
+
+
+def validate(cfg: Config) -> None:
+    _validate_vision(cfg)
+    _validate_connector(cfg)
+    _validate_decoder(cfg)
+    _validate_data(cfg)
+    _validate_optim_train(cfg)
+
+
+def _validate_vision(cfg: Config) -> None:
+    v = cfg.model.vision
+    for key in ("image_size", "patch_size", "width", "layers", "heads"):
+        _positive(f"model.vision.{key}", getattr(v, key))
+    if v.image_size % v.patch_size:
+        raise ConfigError(
+            f"model.vision.image_size: {v.image_size} is not a multiple of model.vision.patch_size ({v.patch_size})"
+        )
+    if v.width % v.heads:
+        raise ConfigError(f"model.vision.heads: {v.heads} does not divide model.vision.width ({v.width})")
+    if not -v.layers <= v.feature_layer < v.layers:
+        raise ConfigError(
+            f"model.vision.feature_layer: {v.feature_layer} is out of range; allowed: {-v.layers}..{v.layers - 1}"
+        )
+
+
+def _validate_connector(cfg: Config) -> None:
+    from mm1.model.connectors import CONNECTORS
+
+    c, grid = cfg.model.connector, grid_side(cfg.model.vision)
+    _choice("model.connector.kind", c.kind, sorted(CONNECTORS))
+    _positive("model.connector.num_tokens", c.num_tokens)
+    _positive("model.connector.hidden", c.hidden)
+    if c.kind == "mlp" and c.num_tokens != grid * grid:
+        raise ConfigError(
+            f"model.connector.num_tokens: {c.num_tokens} is not allowed for the mlp connector, which keeps "
+            f"every patch; allowed: {grid * grid} ({grid}x{grid} patches) or null"
+        )
+    if c.kind in ("avg_pool", "c_abstractor"):
+        side = math.isqrt(c.num_tokens)
+        if side * side != c.num_tokens:
+            squares = ", ".join(str(s * s) for s in range(1, grid + 1))
+            raise ConfigError(
+                f"model.connector.num_tokens: {c.num_tokens} is not a perfect square, which {c.kind} needs; "
+                f"allowed: {squares}"
+            )
+        if side > grid:
+            raise ConfigError(
+                f"model.connector.num_tokens: {c.num_tokens} needs a {side}x{side} grid but the encoder gives "
+                f"{grid}x{grid} patches; allowed: at most {grid * grid}"
+            )
+    if c.kind == "attention_pool" and c.hidden % c.heads:
+        raise ConfigError(f"model.connector.heads: {c.heads} does not divide model.connector.hidden ({c.hidden})")
+
+
+def _validate_decoder(cfg: Config) -> None:
+    from mm1.model.decoder import ARCHS
+
+    d = cfg.model.decoder
+    if d.pretrained is None:
+        _choice("model.decoder.arch", d.arch, sorted(ARCHS))
+        for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
+            _positive(f"model.decoder.{key}", getattr(d, key))
+        if d.hidden_size % d.num_heads:
+            raise ConfigError(
+                f"model.decoder.num_heads: {d.num_heads} does not divide model.decoder.hidden_size ({d.hidden_size})"
+            )
+        if d.num_heads % d.num_kv_heads:
+            raise ConfigError(
+                f"model.decoder.num_kv_heads: {d.num_kv_heads} does not divide model.decoder.num_heads ({d.num_heads})"
+            )
+    t = cfg.model.tokenizer
+    _choice("model.tokenizer.kind", t.kind, TOKENIZER_KINDS)
+    if t.kind == "pretrained" and not t.path:
+        raise ConfigError("model.tokenizer.path: required when model.tokenizer.kind is 'pretrained' "
+                          "(or set model.decoder.pretrained)")
+
+
+def _validate_data(cfg: Config) -> None:
+    data = cfg.data
+    if not data.sources:
+        raise ConfigError("data.sources: at least one source is required")
+    for name, src in data.sources.items():
+        _choice(f"data.sources.{name}.kind", src.kind, SOURCE_KINDS)
+        if not src.shards:
+            raise ConfigError(f"data.sources.{name}.shards: at least one shard pattern is required")
+    for name, weight in data.mixture.items():
+        if name not in data.sources:
+            raise ConfigError(f"data.mixture.{name}: no such source; allowed: {', '.join(data.sources)}")
+        if weight < 0:
+            raise ConfigError(f"data.mixture.{name}: weight must be >= 0, got {weight}")
+    if sum(data.mixture.values()) <= 0:
+        raise ConfigError("data.mixture: the weights must sum to more than 0")
+    _positive("data.max_images_per_seq", data.max_images_per_seq)
+    tokens = cfg.model.connector.num_tokens
+    if data.seq_len < tokens + 8:
+        raise ConfigError(
+            f"data.seq_len: {data.seq_len} cannot hold one image of {tokens} tokens plus text; "
+            f"allowed: at least {tokens + 8}"
+        )
+    if data.num_workers < 0:
+        raise ConfigError(f"data.num_workers: must be >= 0, got {data.num_workers}")
+
+
+def _validate_optim_train(cfg: Config) -> None:
+    o, t = cfg.optim, cfg.train
+    if isinstance(o.lr, str):
+        _choice("optim.lr", o.lr, ["auto", "<a positive number>"])
+    else:
+        _positive("optim.lr", o.lr)
+    if o.weight_decay is not None and o.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay: must be >= 0, got {o.weight_decay}")
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise ConfigError(f"optim.betas: expected two numbers in [0, 1), got {o.betas}")
+    if not 0 <= o.min_lr_ratio <= 1:
+        raise ConfigError(f"optim.min_lr_ratio: must be in [0, 1], got {o.min_lr_ratio}")
+    if o.warmup_steps < 0:
+        raise ConfigError(f"optim.warmup_steps: must be >= 0, got {o.warmup_steps}")
+    for key in ("steps", "batch_size", "grad_accum", "log_every"):
+        _positive(f"train.{key}", getattr(t, key))
+    _choice("train.precision", t.precision, PRECISIONS)
+    _choice("train.device", t.device, DEVICES)

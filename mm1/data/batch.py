@@ -1,0 +1,31 @@
+"""The typed batch that flows from the data loader into the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) token ids; each image is a run of T image-placeholder ids
+    labels: torch.Tensor  # (B, L) next-token targets aligned with input_ids; -100 = no loss
+    attention_mask: torch.Tensor  # (B, L) 1 = real token, 0 = padding
+    images: torch.Tensor  # (N, 3, H, W) normalised pixels, in order of appearance (row-major over B, L)
+    position_ids: Optional[torch.Tensor] = None  # (B, L); None = 0..L-1
+    sources: list[str] = field(default_factory=list)  # source name of each sequence (for logging)
+    skips: dict = field(default_factory=dict)  # cumulative skipped-sample counts of the producing worker
+    worker: int = 0  # which (rank, worker) slot produced this batch
+
+    def to(self, device) -> "Batch":
+        moved = {
+            f.name: getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor)
+            else getattr(self, f.name)
+            for f in fields(self)
+        }
+        return Batch(**moved)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())

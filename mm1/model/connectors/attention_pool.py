@@ -1,0 +1,32 @@
+"""Attention-pooling connector, one of the three compared in MM1.
+
+MM1 (McKinzie et al., 2024, arXiv 2403.09611, section 3.2): T learnable
+queries cross-attend to the patch features, then a linear projection to the
+decoder width. It follows the attentional pooler of CoCa / open_clip: the
+patch features are layer-normed, keys and values are projected from the
+vision width (`kdim`/`vdim`) into the attention width `hidden`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mm1.config.schema import ConnectorConfig
+
+
+class AttentionPoolConnector(nn.Module):
+    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, grid: int):
+        super().__init__()
+        if cfg.hidden % cfg.heads:
+            raise ValueError(f"attention_pool: heads ({cfg.heads}) must divide hidden ({cfg.hidden})")
+        self.queries = nn.Parameter(torch.zeros(1, cfg.num_tokens, cfg.hidden))
+        nn.init.trunc_normal_(self.queries, std=0.02)
+        self.norm = nn.LayerNorm(in_dim)
+        self.attn = nn.MultiheadAttention(cfg.hidden, cfg.heads, kdim=in_dim, vdim=in_dim, batch_first=True)
+        self.proj = nn.Linear(cfg.hidden, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)  # (B, P, Dv)
+        q = self.queries.expand(x.shape[0], -1, -1)  # (B, T, hidden)
+        x, _ = self.attn(q, x, x, need_weights=False)  # (B, T, hidden)
+        return self.proj(x)  # (B, T, D_llm)

@@ -1,0 +1,87 @@
+"""The MM1 model: image encoder -> connector -> image tokens spliced into a causal LM.
+
+Model code only: no optimiser, no data loading, no parallelism.
+Shapes: B sequences of L tokens, N images, T tokens per image, D decoder width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mm1.config.schema import ModelConfig
+from mm1.model.connectors import build_connector
+from mm1.model.decoder import build_decoder
+from mm1.model.vision import VisionEncoder
+
+
+@dataclass
+class MM1Output:
+    loss: Optional[torch.Tensor]  # mean next-token loss over labelled positions
+    logits: torch.Tensor  # (B, L, V)
+    num_label_tokens: int
+
+
+class MM1Model(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, image_token_id: int, decoder_hf_cfg=None):
+        super().__init__()
+        self.cfg = cfg
+        self.image_token_id = image_token_id
+        self.vision = VisionEncoder(cfg.vision)
+        self.decoder = build_decoder(cfg.decoder, vocab_size, decoder_hf_cfg)
+        d_model = self.decoder.get_input_embeddings().embedding_dim
+        self.connector = build_connector(cfg.connector, self.vision.width, d_model, self.vision.grid)
+        self.tokens_per_image = cfg.connector.num_tokens
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, T, D)"""
+        return self.connector(self.vision(images))
+
+    def embed(self, input_ids: torch.Tensor, images: Optional[torch.Tensor]) -> torch.Tensor:
+        """Text embeddings with each placeholder run replaced by one image's tokens. -> (B, L, D)"""
+        embeds = self.decoder.get_input_embeddings()(input_ids)  # (B, L, D)
+        is_image = input_ids == self.image_token_id  # (B, L)
+        num_images = 0 if images is None else images.shape[0]
+        runs = int((is_image & ~F.pad(is_image, (1, 0))[:, :-1]).sum())
+        if runs != num_images:
+            raise ValueError(f"the batch holds {runs} image placeholder runs but {num_images} images")
+        if num_images == 0:
+            return embeds
+        expected = num_images * self.tokens_per_image
+        if int(is_image.sum()) != expected:
+            raise ValueError(
+                f"the batch holds {int(is_image.sum())} image placeholder tokens but {num_images} images "
+                f"x {self.tokens_per_image} tokens = {expected}"
+            )
+        image_tokens = self.encode_images(images).to(embeds.dtype)  # (N, T, D)
+        return embeds.masked_scatter(is_image.unsqueeze(-1), image_tokens)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        images: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+    ) -> MM1Output:
+        embeds = self.embed(input_ids, images)
+        out = self.decoder(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
+        if labels is None:
+            return MM1Output(None, out.logits, 0)
+        loss, count = next_token_loss(out.logits, labels)
+        return MM1Output(loss, out.logits, count)
+
+
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy of position t's logits against labels[t + 1], ignoring -100."""
+    targets = labels[:, 1:]  # (B, L-1)
+    count = int((targets != -100).sum())
+    loss = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
+    )
+    return loss / max(count, 1), count

@@ -1,0 +1,51 @@
+"""Model checkpoints: weights (safetensors), resolved config and tokenizer in one folder."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+from transformers import AutoConfig
+
+from mm1.config import Config, config_from_dict, dump_yaml
+from mm1.model.mm1 import MM1Model
+from mm1.tokenizer import load_tokenizer
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+TOKENIZER = "tokenizer"
+DECODER = "decoder"  # the decoder's transformers config, so no original model directory is needed
+
+
+@dataclass
+class Loaded:
+    cfg: Config
+    tokenizer: object
+    model: MM1Model
+
+
+def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path / WEIGHTS))
+    (path / CONFIG).write_text(dump_yaml(cfg))
+    tokenizer.save_pretrained(str(path / TOKENIZER))
+    model.decoder.config.save_pretrained(str(path / DECODER))
+    return path
+
+
+def load_checkpoint(path, device: str | torch.device = "cpu") -> Loaded:
+    from mm1.build import build_model
+
+    path = Path(path)
+    if not (path / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{path} is not an mm1 checkpoint: {WEIGHTS} is missing")
+    cfg = config_from_dict(yaml.safe_load((path / CONFIG).read_text()))
+    cfg.model.vision.pretrained = None  # the saved weights replace any pretrained init
+    tokenizer = load_tokenizer(path / TOKENIZER)
+    decoder_cfg = AutoConfig.from_pretrained(str(path / DECODER), local_files_only=True)
+    model = build_model(cfg, tokenizer, device="cpu", decoder_hf_cfg=decoder_cfg)
+    load_model(model, str(path / WEIGHTS))
+    return Loaded(cfg, tokenizer, model.to(device).eval())

@@ -1,0 +1,57 @@
+"""The open_clip image encoder: patch tokens, feature layer, local weights, pos-embed interpolation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mm1.config.schema import VisionConfig
+from mm1.model.vision import VisionEncoder, _build_tower
+
+
+def small(**kw) -> VisionConfig:
+    base = dict(image_size=32, patch_size=8, width=32, layers=3, heads=2)
+    return VisionConfig(**{**base, **kw})
+
+
+def test_returns_patch_tokens_without_cls():
+    enc = VisionEncoder(small())
+    out = enc(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 16, 32)  # 4x4 patches, no CLS token
+
+
+def test_feature_layer_selects_block_and_prunes_the_rest():
+    torch.manual_seed(0)
+    full = VisionEncoder(small(feature_layer=-1))
+    torch.manual_seed(0)
+    early = VisionEncoder(small(feature_layer=0))
+    assert len(early.visual.transformer.resblocks) == 1
+    x = torch.randn(1, 3, 32, 32)
+    assert not torch.allclose(full(x), early(x))
+
+
+def test_local_checkpoint_loads_and_interpolates_positional_embedding(tmp_path):
+    torch.manual_seed(0)
+    tower = _build_tower(small())
+    path = tmp_path / "vit.pt"
+    torch.save({f"visual.{k}": v for k, v in tower.state_dict().items()}, path)
+
+    same = VisionEncoder(small(pretrained=str(path)))
+    assert torch.equal(same.visual.conv1.weight, tower.conv1.weight)
+    assert torch.equal(same.visual.positional_embedding, tower.positional_embedding)
+
+    bigger = VisionEncoder(small(pretrained=str(path), image_size=64))
+    assert bigger.visual.positional_embedding.shape == (1 + 8 * 8, 32)  # 4x4 grid resized to 8x8
+    assert torch.equal(bigger.visual.conv1.weight, tower.conv1.weight)
+    assert torch.equal(bigger.visual.positional_embedding[0], tower.positional_embedding[0])  # CLS row kept
+    assert bigger(torch.randn(1, 3, 64, 64)).shape == (1, 64, 32)
+
+
+def test_freeze_stops_gradients():
+    enc = VisionEncoder(small(freeze=True))
+    assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_unknown_pretrained_tag_is_a_clear_error_without_network():
+    with pytest.raises(ValueError, match="neither a file nor a tag of ViT-B-32"):
+        VisionEncoder(VisionConfig(name="ViT-B-32", image_size=224, patch_size=32, width=768, layers=12,
+                                   heads=12, pretrained="no-such-tag"))
