@@ -73,10 +73,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=float, default=1.0, help="multiply every sample count by this")
     s.set_defaults(func=cmd_data_synth)
 
-    for name in ("eval", "ablate"):
-        p = sub.add_parser(name, help="(not available yet)", description="Not available yet in this version.")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=cmd_not_yet)
+    from mm1.eval.command import register as register_eval
+
+    register_eval(sub)
+    p = sub.add_parser("ablate", help="(not available yet)", description="Not available yet in this version.")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_yet)
     return root
 
 

@@ -37,13 +37,14 @@ def add_mm1_tokens(tok):
 
 
 def synth_tokenizer() -> PreTrainedTokenizerFast:
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     from mm1.data.synth.grammar import vocabulary
 
     specials = list(SPECIAL.values()) + [IMAGE_TOKEN, END_OF_CHUNK]
     vocab = {tok: i for i, tok in enumerate(specials + [w for w in vocabulary() if w not in specials])}
     core = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL["unk_token"]))
+    core.normalizer = normalizers.Lowercase()  # prompt templates may be capitalised ("Question:")
     core.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated")
     core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tok = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)

@@ -15,6 +15,7 @@ from mm1.config.schema import (
     ConnectorConfig,
     DataConfig,
     DecoderConfig,
+    EvalConfig,
     ModelConfig,
     OptimConfig,
     OutputConfig,
@@ -28,7 +29,7 @@ from mm1.config.tree import ConfigError, apply_override, build, dump_yaml, to_di
 from mm1.config.validate import validate
 
 __all__ = [
-    "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "ModelConfig",
+    "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "EvalConfig", "ModelConfig",
     "OptimConfig", "OutputConfig", "SourceConfig", "SynthConfig", "TokenizerConfig", "TrainConfig",
     "VisionConfig", "load_config", "config_from_dict", "dump_yaml", "to_dict",
 ]

@@ -118,6 +118,16 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    suite: Optional[str] = None  # task suite or comma-separated tasks scored during pre-training; None = none
+    every: int = 0  # optimizer steps between evaluations; 0 = only after the last step
+    shots: list[int] = field(default_factory=lambda: [0])
+    limit: Optional[int] = 100  # query samples per task; None = the whole split
+    trials: int = 1  # random demo draws per (task, shots) when shots > 0
+    batch_size: int = 16
+
+
+@dataclass
 class OutputConfig:
     dir: str = "runs/tiny"  # run folder: resolved config, metrics.jsonl, checkpoint/
     tensorboard: bool = False
@@ -129,4 +139,5 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
