@@ -17,6 +17,7 @@ from mm1.config.schema import (
     DecoderConfig,
     EvalConfig,
     ModelConfig,
+    MoEConfig,
     OptimConfig,
     OutputConfig,
     SourceConfig,
@@ -29,7 +30,7 @@ from mm1.config.tree import ConfigError, apply_override, build, dump_yaml, to_di
 from mm1.config.validate import validate
 
 __all__ = [
-    "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "EvalConfig", "ModelConfig",
+    "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "EvalConfig", "ModelConfig", "MoEConfig",
     "OptimConfig", "OutputConfig", "SourceConfig", "SynthConfig", "TokenizerConfig", "TrainConfig",
     "VisionConfig", "load_config", "config_from_dict", "dump_yaml", "to_dict",
 ]

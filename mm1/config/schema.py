@@ -37,6 +37,17 @@ class ConnectorConfig:
 
 
 @dataclass
+class MoEConfig:
+    num_experts: int = 8
+    every: int = 2  # every k-th decoder layer gets an MoE feed-forward (layers k-1, 2k-1, ...)
+    top_k: int = 2
+    aux_loss_coef: float = 0.01  # load-balancing loss
+    z_loss_coef: float = 0.001  # router z-loss
+    capacity_factor: Optional[float] = None  # None = dropless routing
+    init: str = "upcycle"  # upcycle (experts copy the dense FFN) | random
+
+
+@dataclass
 class DecoderConfig:
     arch: str = "llama"  # one of mm1.model.decoder.ARCHS (ignored when `pretrained` is set)
     pretrained: Optional[str] = None  # local Hugging Face model directory; None = random init from the dims below
@@ -49,6 +60,7 @@ class DecoderConfig:
     max_position_embeddings: Optional[int] = None  # None = data.seq_len
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
+    moe: Optional[MoEConfig] = None  # None = dense decoder
 
 
 @dataclass

@@ -23,6 +23,8 @@ class MM1Output:
     loss: Optional[torch.Tensor]  # mean next-token loss over labelled positions
     logits: torch.Tensor  # (B, L, V)
     num_label_tokens: int
+    aux_loss: Optional[torch.Tensor] = None  # weighted sum of auxiliary losses (MoE balance + z-loss)
+    aux: Optional[dict] = None  # name -> float, for logging (router statistics, dropped tokens...)
 
 
 class MM1Model(nn.Module):

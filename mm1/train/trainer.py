@@ -34,7 +34,10 @@ def train_step(model: MM1Model, batches: list[Batch], optimizer, grad_clip: floa
         batch = batch.to(device)
         with autocast(device, amp_dtype):
             out = model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels)
-        (out.loss * (out.num_label_tokens / max(total, 1))).backward()
+        loss = out.loss * (out.num_label_tokens / max(total, 1))
+        if out.aux_loss is not None:
+            loss = loss + out.aux_loss / len(batches)
+        loss.backward()
         loss_sum += out.loss.item() * out.num_label_tokens
     params = [p for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
