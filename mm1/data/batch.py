@@ -15,8 +15,9 @@ class Batch:
     images: torch.Tensor  # (N, 3, H, W) normalised pixels, in order of appearance (row-major over B, L)
     position_ids: Optional[torch.Tensor] = None  # (B, L); None = 0..L-1
     sources: list[str] = field(default_factory=list)  # source name of each sequence (for logging)
-    skips: dict = field(default_factory=dict)  # cumulative skipped-sample counts of the producing worker
-    worker: int = 0  # which (rank, worker) slot produced this batch
+    keys: list[str] = field(default_factory=list)  # sample key of each sequence
+    slot: int = 0  # the (rank, worker) slot that produced this batch
+    position: dict = field(default_factory=dict)  # that slot's data position after this batch
 
     def to(self, device) -> "Batch":
         moved = {

@@ -1,55 +1,90 @@
 """The training data loader: sources -> documents -> mixture -> examples -> batches.
 
-Each (rank, worker) reads its own disjoint slice of every source's shards and
-loops over it epoch after epoch, reshuffling shard order and samples per epoch
-with seeds derived from `data.seed`, so a run is reproducible.
+Every (rank, worker) pair is a *slot*. A slot reads its own disjoint slice of
+each source's shards and loops over it epoch after epoch; shard order is
+reshuffled per epoch from `data.seed`; samples within a shard are read in the
+order they were written (writers shuffle: img2dataset and mm1's converters do).
+
+Batches are built inside the slot, and each carries the slot's position after
+it, so the trainer can save `state_dict()` of what it has *consumed* and a new
+loader continues with the next unseen sample.
 """
 from __future__ import annotations
 
 import random
 from collections import Counter
-from functools import partial
-from typing import Iterator
+from typing import Iterator, Optional
 
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mm1.config.schema import Config
+from mm1.data.batch import Batch
 from mm1.data.documents import DECODERS, Document
-from mm1.data.mixture import mix
-from mm1.data.sequence import Example, SequenceBuilder, collate
+from mm1.data.mixture import normalise
+from mm1.data.sequence import SequenceBuilder, collate
 from mm1.data.shards import read_shard, resolve_shards
 
-SHUFFLE_BUFFER = 256
+
+class SourceReader:
+    """Endless documents of one source; `state` is its exact position."""
+
+    def __init__(self, name: str, kind: str, shards: list[str], seed: int, state: Optional[dict] = None):
+        self.name, self.decode, self.shards, self.seed = name, DECODERS[kind], shards, seed
+        state = state or {}
+        self.epoch, self.shard, self.offset = state.get("epoch", 0), state.get("shard", 0), state.get("offset", 0)
+        self.skips = Counter(state.get("skips", {}))
+        self._docs = self._iterate()
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "skips": dict(self.skips)}
+
+    def __next__(self) -> Document:
+        return next(self._docs)
+
+    def _order(self) -> list[str]:
+        order = self.shards[:]
+        random.Random(f"{self.seed}/{self.name}/{self.epoch}").shuffle(order)
+        return order
+
+    def _iterate(self) -> Iterator[Document]:
+        while True:
+            fresh, produced = self.shard == 0 and self.offset == 0, 0
+            order = self._order()
+            while self.shard < len(order):
+                for index, sample in enumerate(read_shard(order[self.shard], self.skips)):
+                    if index < self.offset:
+                        continue
+                    self.offset = index + 1
+                    doc = self.decode(sample, self.name, self.skips)
+                    if doc is not None:
+                        produced += 1
+                        yield doc
+                self.shard, self.offset = self.shard + 1, 0
+            if fresh and produced == 0:
+                raise RuntimeError(
+                    f"data.sources.{self.name}: no usable sample in {len(order)} shard(s); skipped: {dict(self.skips)}"
+                )
+            self.epoch, self.shard = self.epoch + 1, 0
 
 
-def source_documents(name: str, kind: str, shards: list[str], seed: int, skips: Counter) -> Iterator[Document]:
-    """Endless documents of one source from the given shards."""
-    decode = DECODERS[kind]
-    for epoch in range(1_000_000):
-        rng = random.Random(f"{seed}/{name}/{epoch}")
-        order = shards[:]
-        rng.shuffle(order)
-        buffer: list[Document] = []
-        produced = 0
-        for url in order:
-            for sample in read_shard(url, skips):
-                doc = decode(sample, name, skips)
-                if doc is None:
-                    continue
-                produced += 1
-                buffer.append(doc)
-                if len(buffer) >= SHUFFLE_BUFFER:
-                    yield buffer.pop(rng.randrange(len(buffer)))
-        rng.shuffle(buffer)
-        yield from buffer
-        if produced == 0:
-            raise RuntimeError(f"data.sources.{name}: no usable sample in {len(shards)} shard(s); skipped: {dict(skips)}")
+class Mixer:
+    """Draw n picks its source from a generator seeded by (seed, n): the state is just n."""
+
+    def __init__(self, weights: dict[str, float], seed: int, draws: int = 0):
+        probs = normalise(weights)
+        self.names = list(probs)
+        self.cum = [sum(probs[n] for n in self.names[: i + 1]) for i in range(len(self.names))]
+        self.seed, self.draws = seed, draws
+
+    def next_source(self) -> str:
+        rng = random.Random(f"{self.seed}/{self.draws}")
+        self.draws += 1
+        return rng.choices(self.names, cum_weights=self.cum)[0]
 
 
-class MixedExamples(IterableDataset):
-    def __init__(self, cfg: Config, tokenizer, rank: int = 0, world_size: int = 1):
-        self.cfg = cfg
+class MixedBatches(IterableDataset):
+    def __init__(self, cfg: Config, tokenizer, rank: int = 0, world_size: int = 1, state: Optional[dict] = None):
+        self.cfg, self.tokenizer = cfg, tokenizer
         self.builder = SequenceBuilder(
             tokenizer, cfg.model.connector.num_tokens, cfg.data.seq_len, cfg.data.max_images_per_seq
         )
@@ -59,32 +94,65 @@ class MixedExamples(IterableDataset):
             for name, src in cfg.data.sources.items()
             if cfg.data.mixture.get(name, 0) > 0
         }
-        self.skips: Counter = Counter()
+        self.state = state or {"consumed": 0, "slots": {}}
 
     def _slot(self) -> tuple[int, int]:
+        """This worker's slot. After a resume the workers rotate so that the slot whose batch is
+        due next is served first (a DataLoader always asks worker 0 first)."""
         info = get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        worker = (worker + self.state["consumed"]) % workers
         return self.rank * workers + worker, self.world_size * workers
 
-    def __iter__(self) -> Iterator[Example]:
-        slot, slots = self._slot()
-        seed = self.cfg.data.seed
-        streams = {}
+    def _readers(self, slot: int, slots: int, saved: dict) -> dict[str, SourceReader]:
+        readers = {}
         for name, shards in self.shards.items():
             mine = shards[slot::slots] if len(shards) >= slots else shards  # too few shards: every slot reads all
-            streams[name] = source_documents(name, self.cfg.data.sources[name].kind, mine, seed + slot, self.skips)
-        for _, doc in mix(streams, self.cfg.data.mixture, seed=seed * 1000 + slot):
-            example = self.builder(doc)
-            example.skips, example.worker = dict(self.skips), slot
-            yield example
+            kind = self.cfg.data.sources[name].kind
+            readers[name] = SourceReader(name, kind, mine, self.cfg.data.seed + slot, saved.get(name))
+        return readers
+
+    def __iter__(self) -> Iterator[Batch]:
+        slot, slots = self._slot()
+        saved = self.state["slots"].get(str(slot), {})
+        readers = self._readers(slot, slots, saved.get("sources", {}))
+        mixer = Mixer(self.cfg.data.mixture, self.cfg.data.seed * 1000 + slot, saved.get("draws", 0))
+        size = self.cfg.model.vision.image_size
+        while True:
+            examples = [self.builder(next(readers[mixer.next_source()])) for _ in range(self.cfg.train.batch_size)]
+            batch = collate(examples, self.tokenizer.pad_token_id, size)
+            sources = {name: r.state() for name, r in readers.items()}
+            batch.slot, batch.position = slot, {"draws": mixer.draws, "sources": sources}
+            yield batch
 
 
-def build_loader(cfg: Config, tokenizer, rank: int = 0, world_size: int = 1) -> DataLoader:
-    dataset = MixedExamples(cfg, tokenizer, rank, world_size)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.train.batch_size,
-        num_workers=cfg.data.num_workers,
-        collate_fn=partial(collate, pad_id=tokenizer.pad_token_id, image_size=cfg.model.vision.image_size),
-        persistent_workers=cfg.data.num_workers > 0,
-    )
+class Loader:
+    """A DataLoader over MixedBatches that tracks the position of what was consumed."""
+
+    def __init__(self, cfg: Config, tokenizer, rank: int = 0, world_size: int = 1, state: Optional[dict] = None):
+        self.state = {"consumed": 0, "slots": {}} if state is None else {
+            "consumed": state["consumed"], "slots": dict(state["slots"])}
+        self.dataset = MixedBatches(cfg, tokenizer, rank, world_size, self.state)
+        workers = cfg.data.num_workers
+        self.loader = DataLoader(self.dataset, batch_size=None, num_workers=workers,
+                                 persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.loader:
+            self.state["consumed"] += 1
+            self.state["slots"][str(batch.slot)] = batch.position
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"consumed": self.state["consumed"], "slots": dict(self.state["slots"])}
+
+    def skips(self) -> Counter:
+        total: Counter = Counter()
+        for position in self.state["slots"].values():
+            for source in position["sources"].values():
+                total.update(source["skips"])
+        return total
+
+
+def build_loader(cfg: Config, tokenizer, rank: int = 0, world_size: int = 1, state: Optional[dict] = None) -> Loader:
+    return Loader(cfg, tokenizer, rank, world_size, state)

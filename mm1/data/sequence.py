@@ -25,8 +25,7 @@ class Example:
     labels: list[int]
     images: list[Image.Image] = field(default_factory=list)
     source: str = ""
-    skips: dict = field(default_factory=dict)  # the producing worker's cumulative skip counts
-    worker: int = 0
+    key: str = ""
 
 
 class SequenceBuilder:
@@ -58,7 +57,7 @@ class SequenceBuilder:
             ids.append(self.tok.eos_token_id)
             labels.append(self.tok.eos_token_id)
         ids, labels = ids[: self.seq_len], labels[: self.seq_len]
-        return Example(ids, labels, images, doc.source)
+        return Example(ids, labels, images, doc.source, doc.key)
 
 
 def collate(examples: list[Example], pad_id: int, image_size: int) -> "Batch":
@@ -77,8 +76,5 @@ def collate(examples: list[Example], pad_id: int, image_size: int) -> "Batch":
         attention_mask[row, :n] = 1
     pixels = [preprocess(img, image_size) for ex in examples for img in ex.images]
     images = torch.stack(pixels) if pixels else torch.zeros((0, 3, image_size, image_size))
-    last = examples[-1]
-    return Batch(
-        input_ids, labels, attention_mask, images,
-        sources=[e.source for e in examples], skips=dict(last.skips), worker=last.worker,
-    )
+    return Batch(input_ids, labels, attention_mask, images,
+                 sources=[e.source for e in examples], keys=[e.key for e in examples])

@@ -51,27 +51,23 @@ def train_step(model: MM1Model, batches: list[Batch], optimizer, grad_clip: floa
 class DataStats:
     """Realised source proportions and skipped-sample counts."""
 
-    def __init__(self):
+    def __init__(self, loader):
+        self.loader = loader
         self.sources: Counter = Counter()
-        self.skips_by_worker: dict[int, dict] = {}
 
     def add(self, batch: Batch) -> None:
         self.sources.update(batch.sources)
-        self.skips_by_worker[batch.worker] = batch.skips
 
     def record(self) -> dict:
         total = sum(self.sources.values())
         out = {f"mix/{name}": round(n / total, 4) for name, n in sorted(self.sources.items())}
-        skips: Counter = Counter()
-        for counts in self.skips_by_worker.values():
-            skips.update(counts)
-        out.update({f"skipped/{reason}": n for reason, n in sorted(skips.items())})
+        out.update({f"skipped/{reason}": n for reason, n in sorted(self.loader.skips().items())})
         return out
 
 
 def train_loop(cfg: Config, model, optimizer, loader, device, amp_dtype, peak_lr: float, writer: MetricsWriter):
     batches: Iterator[Batch] = iter(loader)
-    stats, speed = DataStats(), Throughput()
+    stats, speed = DataStats(loader), Throughput()
     bar = tqdm(range(cfg.train.steps), desc="pretrain", dynamic_ncols=True, mininterval=1.0)
     model.train()
     for step in bar:

@@ -1,0 +1,124 @@
+"""Scene ground truth: which shapes sit where, the background and the small label.
+
+Layout lives on a 64 x 64 grid (`GRID`), whatever the rendered size: five
+slots (center, left, right, top, bottom) hold at most one shape each, and the
+label, when there is one, sits in one of the four free corners. The renderer
+scales the grid to the image size.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from mm1.data.synth import grammar as g
+
+GRID = 64
+SLOT_CENTRES = {"center": (32, 32), "left": (11, 32), "right": (53, 32), "top": (32, 11), "bottom": (32, 53)}
+RADIUS = {"small": 5, "large": 9}
+JITTER = {"small": 4, "large": 1}  # max offset from the slot centre, in grid units
+CHAR_W, TEXT_H, LABEL_PAD = 6, 9, 1  # bitmap font: 6 px per character, 9 rows of ink
+OBJECT_COUNT_WEIGHTS = {1: 3.0, 2: 3.0, 3: 2.5, 4: 1.5}
+REPEAT_KIND_PROB = 0.45  # chance that a further object repeats an earlier kind (makes counts > 1)
+NOISE_LEVELS = (0, 0, 0, 4, 8, 12)  # +- amplitude of the background noise, 0 = plain
+
+
+@dataclass(frozen=True)
+class Obj:
+    shape: str
+    colour: str
+    size: str
+    position: str
+    dx: int = 0  # jitter from the slot centre, grid units
+    dy: int = 0
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        x, y = SLOT_CENTRES[self.position]
+        return x + self.dx, y + self.dy
+
+    @property
+    def radius(self) -> int:
+        return RADIUS[self.size]
+
+
+@dataclass(frozen=True)
+class Label:
+    text: str
+    corner: str
+
+    @property
+    def kind(self) -> str:
+        return "number" if self.text.isdigit() else "word"
+
+    def box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the white label box on the grid, x1/y1 exclusive."""
+        w, h = CHAR_W * len(self.text) + 2 * LABEL_PAD, TEXT_H + 2 * LABEL_PAD
+        x0 = 1 if "left" in self.corner else GRID - 1 - w
+        y0 = 1 if "top" in self.corner else GRID - 1 - h
+        return x0, y0, x0 + w, y0 + h
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple[Obj, ...]
+    background: str
+    label: Optional[Label] = None
+    noise: int = 0  # noise amplitude (0 = plain background)
+    noise_seed: int = 0
+
+    def find(self, shape=None, colour=None, size=None) -> list[Obj]:
+        return [o for o in self.objects
+                if shape in (None, o.shape) and colour in (None, o.colour) and size in (None, o.size)]
+
+    def count(self, shape=None, colour=None, size=None) -> int:
+        return len(self.find(shape, colour, size))
+
+    def groups(self) -> list[list[Obj]]:
+        """Objects grouped by kind (shape, colour, size), in order of first appearance."""
+        out: dict[tuple, list[Obj]] = {}
+        for o in self.objects:
+            out.setdefault((o.shape, o.colour, o.size), []).append(o)
+        return list(out.values())
+
+    def key(self) -> str:
+        """Semantic identity (what a caption or question can tell apart); ignores jitter and noise."""
+        objs = sorted((o.shape, o.colour, o.size, o.position) for o in self.objects)
+        label = [self.label.text, self.label.corner] if self.label else None
+        return json.dumps([objs, self.background, label])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["objects"] = [asdict(o) for o in self.objects]
+        return d
+
+
+def _sample_objects(rng: random.Random) -> tuple[Obj, ...]:
+    n = rng.choices(list(OBJECT_COUNT_WEIGHTS), weights=list(OBJECT_COUNT_WEIGHTS.values()))[0]
+    kinds: list[tuple[str, str, str]] = []
+    objects = []
+    for position in rng.sample(g.POSITIONS, n):
+        if kinds and rng.random() < REPEAT_KIND_PROB:
+            kind = rng.choice(kinds)
+        else:
+            taken = {(k[0], k[1]) for k in kinds}  # never two kinds that differ by size only
+            while True:
+                kind = (rng.choice(g.SHAPES), rng.choice(g.COLOURS), rng.choice(g.SIZES))
+                if kind[:2] not in taken:
+                    break
+            kinds.append(kind)
+        j = JITTER[kind[2]]
+        objects.append(Obj(*kind, position, rng.randint(-j, j), rng.randint(-j, j)))
+    return tuple(objects)
+
+
+def sample_scene(rng: random.Random, label_prob: float = 0.5, exclude=frozenset()) -> Scene:
+    """A random scene whose `key()` is not in `exclude` (held-out scenes)."""
+    for _ in range(10_000):
+        objects = _sample_objects(rng)
+        label = Label(rng.choice(g.LABEL_TEXTS), rng.choice(g.CORNERS)) if rng.random() < label_prob else None
+        scene = Scene(objects, rng.choice(g.BACKGROUNDS), label, rng.choice(NOISE_LEVELS), rng.getrandbits(32))
+        if scene.key() not in exclude:
+            return scene
+    raise RuntimeError("could not sample a scene outside the excluded set; too many held-out scenes")
