@@ -19,7 +19,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 def cmd_pretrain(args) -> int:
     from mm1.train.pretrain import pretrain
 
-    pretrain(load_config(args.recipe, args.overrides))
+    pretrain(load_config(args.recipe, args.overrides), resume=args.resume)
     return 0
 
 
@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a model from a recipe",
                        description="Train from a recipe YAML; writes config, metrics.jsonl and checkpoint/ to output.dir.")
     _recipe_args(p)
+    p.add_argument("--resume", metavar="auto|PATH", default=None,
+                   help="continue from the latest complete checkpoint of the run folder (auto) or a checkpoint path")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("info", help="parameter counts and image-token budget of a recipe (no memory used)",

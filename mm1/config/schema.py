@@ -127,6 +127,10 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    checkpoint_every: int = 0  # optimizer steps between full-state checkpoints; 0 = only at the end
+    keep_checkpoints: int = 2  # how many full-state checkpoints to keep (the newest)
+    max_bad_steps: int = 5  # consecutive non-finite losses / gradient norms before the run stops
+    deterministic: bool = False  # torch deterministic algorithms (bit-identical resume on CPU)
 
 
 @dataclass

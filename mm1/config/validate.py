@@ -139,7 +139,9 @@ def _validate_optim_train(cfg: Config) -> None:
         raise ConfigError(f"optim.min_lr_ratio: must be in [0, 1], got {o.min_lr_ratio}")
     if o.warmup_steps < 0:
         raise ConfigError(f"optim.warmup_steps: must be >= 0, got {o.warmup_steps}")
-    for key in ("steps", "batch_size", "grad_accum", "log_every"):
+    for key in ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "max_bad_steps"):
         _positive(f"train.{key}", getattr(t, key))
+    if t.checkpoint_every < 0:
+        raise ConfigError(f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.device", t.device, DEVICES)

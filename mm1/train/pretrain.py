@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -11,46 +13,69 @@ from mm1.build import build, param_counts
 from mm1.config import Config, dump_yaml
 from mm1.data.loader import build_loader
 from mm1.train.checkpoint import save_checkpoint
-from mm1.train.metrics import MetricsWriter
 from mm1.train.optim import build_optimizer, resolve_lr
+from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
-from mm1.train.trainer import train_loop
+from mm1.train.state import resolve_resume
+from mm1.train.trainer import Trainer
 
 
 def prepare_data(cfg: Config) -> None:
-    """Generate the embedded corpus on first use when the recipe asks for it."""
+    """Generate the embedded corpus on first use when the recipe asks for it (one writer at a time)."""
     if cfg.data.synth is None:
         return
     from mm1.data.synth import corpus_is_complete, write_corpus
 
-    if not corpus_is_complete(cfg.data.root):
-        print(f"mm1: writing the embedded corpus to {cfg.data.root} (first use)")
-        write_corpus(cfg.data.root, cfg.data.synth)
+    root = Path(cfg.data.root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not corpus_is_complete(root):
+            print(f"mm1: writing the embedded corpus to {root} (first use)")
+            write_corpus(root, cfg.data.synth)
 
 
-def pretrain(cfg: Config) -> Path:
+def setup_runtime(cfg: Config) -> torch.device:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.use_deterministic_algorithms(cfg.train.deterministic)
+    seed_everything(cfg.train.seed)
+    return pick_device(cfg.train)
+
+
+def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
+    """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
     run_dir = Path(cfg.output.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_data(cfg)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed)
-    device = pick_device(cfg.train)
+    device = setup_runtime(cfg)
     tokenizer, model = build(cfg)
     model.to(device)
     counts = param_counts(model)
     cfg.optim.lr, cfg.optim.weight_decay = resolve_lr(cfg.optim, counts["decoder_non_embedding"])
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     (run_dir / "params.json").write_text(json.dumps(counts, indent=2))
+    (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
     print(f"mm1: {counts['total'] / 1e6:.1f}M parameters, lr {cfg.optim.lr:.3g}, device {device}, run {run_dir}")
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
-    loader = build_loader(cfg, tokenizer)
-    writer = MetricsWriter(run_dir, cfg.output.tensorboard)
+    trainer = Trainer(cfg, model, optimizer, build_loader(cfg, tokenizer), tokenizer, device,
+                      autocast_dtype(cfg.train, device), run_dir)
+    start = resolve_resume(run_dir, resume)
+    if start is not None:
+        trainer.restore(start)
+    return trainer
+
+
+def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
+    """Train `cfg`; `resume` = "auto" (latest checkpoint of the run, if any) or a checkpoint path.
+    Returns the run folder; its `checkpoint/` holds the final model once training is complete."""
+    trainer = build_trainer(cfg, resume)
     try:
-        train_loop(cfg, model, optimizer, loader, device, autocast_dtype(cfg.train, device), cfg.optim.lr, writer)
+        finished = trainer.run()
     finally:
-        writer.close()
-    path = save_checkpoint(run_dir / "checkpoint", model, cfg, tokenizer)
-    print(f"mm1: checkpoint saved to {path}")
-    return run_dir
+        trainer.close()
+    if finished:
+        path = save_checkpoint(trainer.run_dir / "checkpoint", trainer.model, trainer.cfg, trainer.tokenizer)
+        print(f"mm1: checkpoint saved to {path}")
+    return trainer.run_dir

@@ -1,9 +1,11 @@
-"""One optimizer step, and the loop that runs them and logs."""
+"""The training loop: steps, logging, full-state checkpoints, signals and numerical faults."""
 from __future__ import annotations
 
+import math
+import signal
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -14,6 +16,11 @@ from mm1.model.mm1 import MM1Model
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.optim import lr_at
 from mm1.train.runtime import autocast
+from mm1.train.state import load_state, save_state
+
+
+class NumericalFault(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient norm."""
 
 
 @dataclass
@@ -22,14 +29,17 @@ class StepResult:
     grad_norm: float
     tokens: int  # non-padding positions
     images: int
+    skipped: bool = False  # non-finite loss or gradient: no update was made
+    aux: dict | None = None
 
 
 def train_step(model: MM1Model, batches: list[Batch], optimizer, grad_clip: float, device, amp_dtype) -> StepResult:
     """Accumulate gradients over micro-batches, weighting each by its share of labelled tokens,
-    so the step equals one step on the concatenated batch."""
+    so the step equals one step on the concatenated batch. Non-finite values skip the update."""
     total = sum(int((b.labels[:, 1:] != -100).sum()) for b in batches)
     optimizer.zero_grad(set_to_none=True)
-    loss_sum = 0.0
+    loss_sum, aux = 0.0, Counter()
+    tokens, images = sum(b.num_tokens for b in batches), sum(b.images.shape[0] for b in batches)
     for batch in batches:
         batch = batch.to(device)
         with autocast(device, amp_dtype):
@@ -37,15 +47,19 @@ def train_step(model: MM1Model, batches: list[Batch], optimizer, grad_clip: floa
         loss = out.loss * (out.num_label_tokens / max(total, 1))
         if out.aux_loss is not None:
             loss = loss + out.aux_loss / len(batches)
+            aux.update({k: v / len(batches) for k, v in (out.aux or {}).items()})
+        if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            return StepResult(float("nan"), float("nan"), tokens, images, skipped=True)
         loss.backward()
         loss_sum += out.loss.item() * out.num_label_tokens
     params = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    if not math.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss_sum / max(total, 1), grad_norm, tokens, images, skipped=True)
     optimizer.step()
-    return StepResult(
-        loss_sum / max(total, 1), float(grad_norm),
-        sum(b.num_tokens for b in batches), sum(b.images.shape[0] for b in batches),
-    )
+    return StepResult(loss_sum / max(total, 1), grad_norm, tokens, images, aux=dict(aux))
 
 
 class DataStats:
@@ -65,24 +79,121 @@ class DataStats:
         return out
 
 
-def train_loop(cfg: Config, model, optimizer, loader, device, amp_dtype, peak_lr: float, writer: MetricsWriter):
-    batches: Iterator[Batch] = iter(loader)
-    stats, speed = DataStats(loader), Throughput()
-    bar = tqdm(range(cfg.train.steps), desc="pretrain", dynamic_ncols=True, mininterval=1.0)
-    model.train()
-    for step in bar:
-        lr = lr_at(step, peak_lr, cfg.optim.warmup_steps, cfg.train.steps, cfg.optim.min_lr_ratio)
-        for group in optimizer.param_groups:
+class StopSignal:
+    """SIGTERM / SIGINT ask for a checkpoint and a clean exit at the next step boundary."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path):
+        self.cfg, self.model, self.optimizer, self.loader = cfg, model, optimizer, loader
+        self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
+        self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
+        self.stats, self.speed = DataStats(loader), Throughput()
+        self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard)
+
+    def restore(self, path: Path) -> None:
+        state = load_state(path, self.model, self.optimizer)
+        self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+        self.stats.sources.update(state["sources"])
+        self.loader.state = {"consumed": state["data"]["consumed"], "slots": dict(state["data"]["slots"])}
+        self.loader.dataset.state = self.loader.state
+        print(f"mm1: resumed from {path} at step {self.step}")
+
+    def save(self) -> Path:
+        trainer = {"step": self.step, "skipped_steps": self.skipped_steps, "sources": dict(self.stats.sources),
+                   "data": self.loader.state_dict()}
+        return save_state(self.run_dir, self.model, self.optimizer, self.cfg, self.tokenizer, trainer,
+                          self.cfg.train.keep_checkpoints)
+
+    def run(self) -> bool:
+        """Train to `train.steps`; returns False if a signal stopped the run early (after a checkpoint)."""
+        cfg = self.cfg.train
+        batches = iter(self.loader)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="pretrain", dynamic_ncols=True, mininterval=1.0)
+        self.model.train()
+        with StopSignal() as stop:
+            while self.step < cfg.steps:
+                result = self._one_step(batches)
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{result.loss:.3f}", skipped=self.skipped_steps, refresh=False)
+                self._log(result)
+                self._check_faults()
+                self._maybe_evaluate()
+                if stop.received is not None:
+                    path = self.save()
+                    print(f"\nmm1: stopped by signal {stop.received} at step {self.step}; checkpoint {path}\n"
+                          f"mm1: resume with: mm1 pretrain RECIPE [overrides] --resume auto")
+                    return False
+                due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps
+                if due and self.bad_in_a_row == 0:  # never checkpoint in the middle of a fault streak
+                    self.save()
+        bar.close()
+        self.save()
+        return True
+
+    def _one_step(self, batches) -> StepResult:
+        lr = self._lr()
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        micro = [next(batches) for _ in range(cfg.train.grad_accum)]
+        micro = [next(batches) for _ in range(self.cfg.train.grad_accum)]
         for batch in micro:
-            stats.add(batch)
-        result = train_step(model, micro, optimizer, cfg.optim.grad_clip, device, amp_dtype)
-        speed.add(result.tokens)
-        bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{lr:.2e}", refresh=False)
-        if step % cfg.train.log_every == 0 or step == cfg.train.steps - 1:
-            record = {"step": step + 1, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
-                      "tokens_per_s": round(speed.rate(), 1), "images": result.images, **stats.record()}
-            writer.write(record)
-            bar.set_postfix(loss=f"{result.loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
-    bar.close()
+            self.stats.add(batch)
+        result = train_step(self.model, micro, self.optimizer, self.cfg.optim.grad_clip, self.device, self.amp_dtype)
+        self.speed.add(result.tokens)
+        self.skipped_steps += result.skipped
+        self.bad_in_a_row = self.bad_in_a_row + 1 if result.skipped else 0
+        return result
+
+    def _check_faults(self) -> None:
+        if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
+            raise NumericalFault(
+                f"{self.bad_in_a_row} consecutive steps had a non-finite loss or gradient norm (up to step "
+                f"{self.step}); the last good checkpoint is kept in {self.run_dir / 'checkpoints'}"
+            )
+
+    def _lr(self) -> float:
+        o = self.cfg.optim
+        return lr_at(self.step, o.lr, o.warmup_steps, self.cfg.train.steps, o.min_lr_ratio)
+
+    def _log(self, result: StepResult) -> None:
+        if self.step % self.cfg.train.log_every and self.step not in (1, self.cfg.train.steps) and not result.skipped:
+            return
+        record = {"step": self.step, "loss": result.loss, "lr": self._lr_used(), "grad_norm": result.grad_norm,
+                  "tokens_per_s": round(self.speed.rate(), 1), "images": result.images,
+                  "skipped_steps": self.skipped_steps, **(result.aux or {}), **self.stats.record()}
+        self.writer.write(record)
+
+    def _lr_used(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _maybe_evaluate(self) -> None:
+        e = self.cfg.eval
+        if not e.suite:
+            return
+        due = self.step == self.cfg.train.steps or (e.every and self.step % e.every == 0)
+        if due:
+            from mm1.eval.runner import evaluate_during_training
+
+            scores = evaluate_during_training(self.model, self.tokenizer, self.cfg, self.step, self.run_dir)
+            self.writer.write({"step": self.step, **{f"eval/{k}": v for k, v in scores.items()}})
+            self.model.train()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,156 @@
+"""Batched greedy decoding for MM1 models: left padding, a KV cache, stop tokens and strings.
+
+    prompts = [Prompt(ids, pixels), ...]          # ids with image placeholder runs expanded
+    outs = generate(model, tokenizer, prompts, max_new_tokens=5, stop=("<|endofchunk|>",))
+    outs[0].text, outs[0].token_ids, outs[0].stop_reason
+
+Prompts are left-padded so every row's last prompt token sits in the last
+column; position ids count real tokens only (0 at each row's first real
+token), so a row decodes exactly as it would alone. The prompt is embedded
+once (image tokens spliced in by `model.embed`), then each step feeds one
+token per row through the decoder with its KV cache. `use_cache=False` runs
+the whole sequence every step instead (the reference the cache is tested
+against).
+
+Never generated: the image placeholder, padding (unless it is also EOS) and
+embedding rows past the tokenizer's vocabulary (the table is rounded up).
+Stopping: EOS always; a stop string that is one of the tokenizer's special
+tokens stops on that id; any other stop string stops when it appears in the
+decoded continuation, and the text is cut before it. Stop tokens are not part
+of `token_ids` or `text`.
+
+Shapes: B rows, L padded prompt length, V vocabulary rows, D decoder width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from mm1.tokenizer import IMAGE_TOKEN
+
+
+@dataclass
+class Prompt:
+    input_ids: list[int]  # prompt token ids; each image is a run of `tokens_per_image` placeholder ids
+    images: torch.Tensor  # (n, 3, S, S) preprocessed pixels of this prompt's images, in order
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]  # generated ids, stop token excluded
+    text: str  # decoded continuation, cut before the first stop string
+    stop_reason: str  # "eos", "stop_token", "stop_string" or "length"
+
+
+class _Stopper:
+    """Per-row stopping state."""
+
+    def __init__(self, tokenizer, stop: tuple[str, ...], rows: int):
+        self.tok = tokenizer
+        special = set(tokenizer.all_special_tokens)
+        self.stop_ids = {tokenizer.convert_tokens_to_ids(s) for s in stop if s in special}
+        self.eos_id = tokenizer.eos_token_id
+        self.strings = [s for s in stop if s not in special]
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.reason: list[str | None] = [None] * rows
+
+    @property
+    def done(self) -> list[bool]:
+        return [r is not None for r in self.reason]
+
+    def add(self, next_ids: list[int]) -> None:
+        for row, token in enumerate(next_ids):
+            if self.reason[row] is not None:
+                continue
+            if token == self.eos_id:
+                self.reason[row] = "eos"
+            elif token in self.stop_ids:
+                self.reason[row] = "stop_token"
+            else:
+                self.ids[row].append(token)
+                if self.strings and self._cut(row) is not None:
+                    self.reason[row] = "stop_string"
+
+    def _cut(self, row: int) -> int | None:
+        text = self.tok.decode(self.ids[row], skip_special_tokens=True)
+        hits = [text.find(s) for s in self.strings if s in text]
+        return min(hits) if hits else None
+
+    def results(self) -> list[Generation]:
+        out = []
+        for row, ids in enumerate(self.ids):
+            text = self.tok.decode(ids, skip_special_tokens=True)
+            cut = self._cut(row) if self.strings else None
+            out.append(Generation(ids, text[:cut] if cut is not None else text, self.reason[row] or "length"))
+        return out
+
+
+def banned_token_ids(tokenizer, vocab_rows: int) -> list[int]:
+    """Ids greedy decoding must never pick: image placeholder, padding (unless EOS), unused rows."""
+    banned = [tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)]
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        banned.append(tokenizer.pad_token_id)
+    banned += list(range(len(tokenizer), vocab_rows))
+    return banned
+
+
+def left_pad(prompts: list[Prompt], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> input_ids (B, L), attention_mask (B, L), images (N, 3, S, S) in row-major order."""
+    if not prompts:
+        raise ValueError("generate() needs at least one prompt")
+    length = max(len(p.input_ids) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        n = len(p.input_ids)
+        if n == 0:
+            raise ValueError(f"prompt {row} is empty")
+        ids[row, length - n:] = torch.tensor(p.input_ids, dtype=torch.long)
+        mask[row, length - n:] = 1
+    images = torch.cat([p.images for p in prompts]) if any(len(p.images) for p in prompts) else None
+    return ids.to(device), mask.to(device), None if images is None else images.to(device)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) position of each token among its row's real tokens; 0 on padding."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.inference_mode()
+def generate(
+    model, tokenizer, prompts: list[Prompt], max_new_tokens: int, stop: tuple[str, ...] = (), use_cache: bool = True
+) -> list[Generation]:
+    """Greedy continuation of every prompt, decoded as one left-padded batch."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids, mask, images = left_pad(prompts, pad_id, device)
+    embed_table = model.decoder.get_input_embeddings()
+    banned = torch.tensor(banned_token_ids(tokenizer, embed_table.num_embeddings), device=device)
+    stopper = _Stopper(tokenizer, tuple(stop), len(prompts))
+    embeds = model.embed(ids, images)  # (B, L, D)
+    positions = _positions(mask)  # (B, L)
+    cache = DynamicCache(config=model.decoder.config) if use_cache else None
+    step_embeds, step_pos = embeds, positions
+    for _ in range(max_new_tokens):
+        out = model.decoder(inputs_embeds=step_embeds, attention_mask=mask, position_ids=step_pos,
+                            past_key_values=cache, use_cache=use_cache, logits_to_keep=1)
+        logits = out.logits[:, -1].float()  # (B, V)
+        logits[:, banned] = float("-inf")
+        next_ids = logits.argmax(-1)  # (B,)
+        stopper.add(next_ids.tolist())
+        if all(stopper.done):
+            break
+        new_embeds = embed_table(next_ids)[:, None]  # (B, 1, D)
+        new_pos = positions[:, -1:] + 1  # (B, 1)
+        mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
+        positions = torch.cat([positions, new_pos], dim=1)
+        if use_cache:
+            step_embeds, step_pos = new_embeds, new_pos
+        else:
+            embeds = torch.cat([embeds, new_embeds], dim=1)
+            step_embeds, step_pos = embeds, positions
+    return stopper.results()

@@ -1,0 +1,216 @@
+"""Evaluate a loaded model on tasks x shots x trials.
+
+    data = [load_task_data(resolve(spec, ...), settings) for spec in specs]   # before the model loads
+    runs = evaluate(model, tokenizer, data, settings, image_size)             # list[RunResult]
+
+Per-sample problems (a missing or unreadable image, the query's or a
+demonstration's) are recorded on that sample's record, counted by reason and
+scored as an empty prediction (0); the run goes on. The scored query set is a
+seeded subset of `limit` queries, the same for every shot count and trial;
+trials draw different random demonstrations. Zero-shot with `query_only`
+prompts and RICES are deterministic, so they run one trial.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from mm1.eval.generate import generate
+from mm1.eval.loaders import EvalSample, load_split
+from mm1.eval.metrics import cider_per_image, vqa_accuracy
+from mm1.eval.postprocess import build_postprocessor
+from mm1.eval.prompts import RandomDemos, RicesDemos, SampleError, build_prompt, encode_prompt, load_pixels
+from mm1.eval.rices import DEFAULT_CACHE, cached_image_features
+from mm1.eval.tasks import SplitSpec, TaskSpec
+
+DEMO_MODES = ("random", "rices")
+
+
+@dataclass
+class EvalSettings:
+    shots: list[int] = field(default_factory=lambda: [0, 4, 8])
+    trials: int = 3  # random demo draws per (task, shots > 0)
+    demos: str = "random"  # random | rices
+    limit: Optional[int] = 100  # scored queries per task; None = the whole split
+    batch_size: int = 32
+    seed: int = 0
+    cache_dir: Path = DEFAULT_CACHE  # RICES feature cache
+    progress: bool = True
+
+
+@dataclass
+class TaskData:
+    spec: TaskSpec  # with resolved paths
+    queries: list[EvalSample]  # the scored subset
+    pool: list[EvalSample]  # demonstrations whose image file exists
+    skipped: dict[str, int]  # entries the loaders skipped and demos without an image, by reason
+
+
+@dataclass
+class SampleRecord:
+    task: str
+    shots: int
+    trial: int
+    id: str
+    image_id: str
+    question: Optional[str]
+    answers: list[str]
+    demo_ids: list[str]
+    raw: Optional[str] = None  # the generation before post-processing
+    prediction: str = ""  # what is scored ("" for an error)
+    score: Optional[float] = None  # VQA accuracy in [0, 1], or this image's CIDEr-D (pycocoevalcap scale)
+    error: Optional[str] = None
+
+
+@dataclass
+class RunResult:
+    task: str
+    metric: str
+    shots: int
+    trial: int
+    score: float  # x100
+    num_samples: int
+    num_errors: int
+    errors: dict[str, int]
+    seconds: float
+    records: list[SampleRecord]
+
+
+def _load(split: SplitSpec, fmt: str):
+    return load_split(split.format or fmt, annotations=split.annotations, questions=split.questions,
+                      images=split.images, split=split.split, **split.options)
+
+
+def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
+    """Read both splits (raises on a missing or malformed file) and pick the scored queries."""
+    query_split, demo_split = _load(spec.query, spec.format), _load(spec.demos, spec.format)
+    queries = list(query_split)
+    if not queries:
+        raise ValueError(f"task {spec.name}: the query split has no usable entries")
+    if settings.limit is not None and settings.limit < len(queries):
+        keep = sorted(random.Random(f"queries/{settings.seed}").sample(range(len(queries)), settings.limit))
+        queries = [queries[i] for i in keep]
+    exists: dict[Path, bool] = {}
+    pool = [d for d in demo_split if exists.setdefault(d.image, d.image.is_file())]
+    skipped = Counter({f"query: {k}": v for k, v in query_split.skipped.items()})
+    skipped.update({f"demos: {k}": v for k, v in demo_split.skipped.items()})
+    skipped["demos: missing image file"] += len(demo_split) - len(pool)
+    return TaskData(spec, queries, pool, {k: v for k, v in sorted(skipped.items()) if v})
+
+
+def trials_for(spec: TaskSpec, shots: int, settings: EvalSettings) -> int:
+    if settings.demos == "rices" or (shots == 0 and spec.prompt.zero_shot == "query_only"):
+        return 1
+    return settings.trials
+
+
+def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int):
+    if settings.demos == "random":
+        return RandomDemos(data.pool, settings.seed) if data.pool else None
+    if settings.demos != "rices":
+        raise ValueError(f"unknown demo selection {settings.demos!r}; known: {', '.join(DEMO_MODES)}")
+    pool_feats = cached_image_features(model, [d.image for d in data.pool], image_size, settings.cache_dir)
+    pool = [d for d, ok in zip(data.pool, pool_feats.ok) if ok]
+    query_feats = cached_image_features(model, [q.image for q in data.queries], image_size, settings.cache_dir)
+    by_id = {q.id: f for q, f, ok in zip(data.queries, query_feats.features, query_feats.ok) if ok}
+    return RicesDemos(pool, pool_feats.features[torch.tensor(pool_feats.ok, dtype=torch.bool)], by_id)
+
+
+class Prompter:
+    """Builds one query's encoded prompt; image pixels are cached across queries."""
+
+    def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int):
+        self.model, self.tok, self.spec, self.selector = model, tokenizer, spec, selector
+        self.pixels = lru_cache(maxsize=2048)(lambda path: load_pixels(path, image_size))
+
+    def __call__(self, query: EvalSample, shots: int, trial: int):
+        spec = self.spec.prompt
+        text_only = shots == 0 and spec.zero_shot == "text_demos"
+        k = spec.zero_shot_demos if text_only else shots
+        query_pixels = self.pixels(query.image)  # first, so a missing query image is named as such
+        if k and self.selector is None:
+            raise ValueError(f"task {self.spec.name}: no demonstration has an image file")
+        demos = self.selector.select(query, k, trial) if k else []
+        text = build_prompt(spec, demos, query, text_only=text_only)
+        pixels = [query_pixels if p == query.image else self.pixels(p) for p in text.images]
+        images = torch.stack(pixels) if pixels else torch.zeros((0, 3, 1, 1))
+        return encode_prompt(self.tok, text.text, images, self.model.tokens_per_image), text.demo_ids
+
+
+def _record(spec: TaskSpec, query: EvalSample, shots: int, trial: int, demo_ids=(), error=None) -> SampleRecord:
+    return SampleRecord(spec.name, shots, trial, query.id, query.image_id, query.question, list(query.answers),
+                        list(demo_ids), error=error)
+
+
+def _generate_batch(model, tokenizer, spec: TaskSpec, prompter: Prompter, batch, shots, trial) -> list[SampleRecord]:
+    records, prompts, pending = [], [], []
+    for query in batch:
+        try:
+            prompt, demo_ids = prompter(query, shots, trial)
+        except SampleError as err:
+            records.append(_record(spec, query, shots, trial, error=str(err)))
+            continue
+        prompts.append(prompt)
+        pending.append(_record(spec, query, shots, trial, demo_ids))
+        records.append(pending[-1])
+    if prompts:
+        post = build_postprocessor(spec.postprocess)
+        gens = generate(model, tokenizer, prompts, spec.generation.max_new_tokens, tuple(spec.generation.stop))
+        for rec, gen in zip(pending, gens):
+            rec.raw, rec.prediction = gen.text, post(gen.text)
+    return records
+
+
+def score_records(metric: str, records: list[SampleRecord]) -> float:
+    """The task metric over every record (errors count as empty predictions), x100."""
+    if metric == "vqa_accuracy":
+        for rec in records:
+            rec.score = vqa_accuracy(rec.prediction, rec.answers) if rec.error is None else 0.0
+        return 100.0 * sum(r.score for r in records) / max(len(records), 1)
+    if metric == "cider":
+        per_image = cider_per_image({r.id: r.prediction for r in records}, {r.id: r.answers for r in records})
+        for rec in records:
+            rec.score = per_image[rec.id]
+        return 100.0 * sum(per_image.values()) / max(len(per_image), 1)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, trial: int,
+            settings: EvalSettings) -> RunResult:
+    spec, start, records = data.spec, time.perf_counter(), []
+    batches = range(0, len(data.queries), settings.batch_size)
+    desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, settings) > 1 else "")
+    for i in tqdm(batches, desc=desc, disable=not settings.progress, dynamic_ncols=True, leave=False):
+        batch = data.queries[i: i + settings.batch_size]
+        records += _generate_batch(model, tokenizer, spec, prompter, batch, shots, trial)
+    score = score_records(spec.metric, records)
+    errors = Counter(r.error for r in records if r.error is not None)
+    return RunResult(spec.name, spec.metric, shots, trial, score, len(records), sum(errors.values()),
+                     dict(sorted(errors.items())), time.perf_counter() - start, records)
+
+
+def evaluate(model, tokenizer, tasks: list[TaskData], settings: EvalSettings, image_size: int) -> list[RunResult]:
+    """Every task x shots x trial; the model is put in eval mode and restored afterwards."""
+    if any(s < 0 for s in settings.shots):
+        raise ValueError(f"shots must be >= 0, got {settings.shots}")
+    was_training = model.training
+    model.eval()
+    try:
+        results = []
+        for data in tasks:
+            selector = make_selector(model, data, settings, image_size)
+            prompter = Prompter(model, tokenizer, data.spec, selector, image_size)
+            for shots in settings.shots:
+                for trial in range(trials_for(data.spec, shots, settings)):
+                    results.append(run_one(model, tokenizer, data, prompter, shots, trial, settings))
+        return results
+    finally:
+        model.train(was_training)
