@@ -44,6 +44,18 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from mm1.train.export import export
+
+    try:
+        out = export(args.run, args.out)
+    except (FileNotFoundError, FileExistsError) as err:
+        print(f"mm1 export: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"mm1: exported to {out} (load with mm1.load({str(out)!r}))")
+    return 0
+
+
 def cmd_not_yet(args) -> int:
     print(f"mm1 {args.command}: not available yet in this version", file=sys.stderr)
     return EXIT_USAGE
@@ -74,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--scale", type=float, default=1.0, help="multiply every sample count by this")
     s.set_defaults(func=cmd_data_synth)
+
+    p = sub.add_parser("export", help="write a self-contained model folder from a run",
+                       description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval read.")
+    p.add_argument("run", help="run folder (output.dir) or checkpoint folder")
+    p.add_argument("--out", required=True, help="destination folder (must be empty or absent)")
+    p.set_defaults(func=cmd_export)
 
     from mm1.eval.command import register as register_eval
 

@@ -132,3 +132,23 @@ def test_sigterm_on_the_command_line_checkpoints_and_resumes(shard_root, tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from" in resumed.stdout
     assert read_metrics(run)[-1]["step"] == stopped_at + 2
+
+
+def test_export_is_self_contained_and_loads_identically(shard_root, tmp_path):
+    import shutil
+
+    import mm1
+    from mm1.data.loader import build_loader
+
+    run = pretrain(load_config(TINY, overrides(shard_root, tmp_path / "run", "train.steps=2")))
+    proc = subprocess.run([sys.executable, "-m", "mm1", "export", str(run), "--out", str(tmp_path / "export")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    direct = mm1.load(run / "checkpoint")
+    shutil.rmtree(run)  # the export must not need the run
+    exported = mm1.load(tmp_path / "export")
+    batch = next(iter(build_loader(exported.cfg, exported.tokenizer)))
+    with torch.no_grad():
+        a = direct.model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels).loss
+        b = exported.model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels).loss
+    assert torch.equal(a, b)

@@ -1,0 +1,132 @@
+"""Batched greedy decoding: KV cache == full recompute, batched == one by one, stops, banned ids."""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from mm1.build import build
+from mm1.config import load_config
+from mm1.eval.generate import Prompt, generate
+from mm1.tokenizer import END_OF_CHUNK, IMAGE_TOKEN
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny recipe's model, re-initialised with wider weights so greedy outputs vary with the input."""
+    torch.manual_seed(0)
+    tokenizer, model = build(load_config(TINY))
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.08)
+    return tokenizer, model.eval()
+
+
+def make_prompts(tokenizer, model, image_counts=(1, 3, 2, 0, 1, 2)) -> list[Prompt]:
+    """Prompts of different lengths and image counts (so left padding differs per row)."""
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    words = tokenizer.encode("question : what colour is the circle ? short answer : red", add_special_tokens=False)
+    g = torch.Generator().manual_seed(1)
+    prompts = []
+    for i, n in enumerate(image_counts):
+        ids = [tokenizer.bos_token_id]
+        for j in range(n):
+            ids += [image_id] * model.tokens_per_image + words[: 2 + (i + j) % 7]
+        ids += words[: 3 + i]
+        prompts.append(Prompt(ids, torch.randn(n, 3, 64, 64, generator=g)))
+    return prompts
+
+
+def test_kv_cache_equals_full_recompute_and_batch_equals_single(tiny):
+    tokenizer, model = tiny
+    prompts = make_prompts(tokenizer, model)
+    cached = generate(model, tokenizer, prompts, 8)
+    full = generate(model, tokenizer, prompts, 8, use_cache=False)
+    single = [generate(model, tokenizer, [p], 8)[0] for p in prompts]
+    assert [g.token_ids for g in cached] == [g.token_ids for g in full]
+    assert [g.token_ids for g in cached] == [g.token_ids for g in single]
+    assert len({tuple(g.token_ids) for g in cached}) == len(prompts)  # outputs depend on the prompt
+    assert all(len(g.token_ids) == 8 and g.stop_reason == "length" for g in cached)
+
+
+def test_images_change_the_generation(tiny):
+    tokenizer, model = tiny
+    prompt = make_prompts(tokenizer, model, (3,))[0]
+    other = Prompt(prompt.input_ids, torch.flip(prompt.images, dims=[0]))
+    a, b = generate(model, tokenizer, [prompt, other], 8)
+    assert a.token_ids != b.token_ids
+
+
+def test_stop_string_cuts_and_stops(tiny):
+    tokenizer, model = tiny
+    prompts = make_prompts(tokenizer, model)
+    free = generate(model, tokenizer, prompts, 6)
+    third = tokenizer.decode(free[0].token_ids[2:3])  # stop at the third generated word of row 0
+    stopped = generate(model, tokenizer, prompts, 6, stop=(third,))
+    assert stopped[0].stop_reason == "stop_string"
+    assert stopped[0].token_ids == free[0].token_ids[:3]
+    assert third not in stopped[0].text
+    assert stopped[0].text == free[0].text[: free[0].text.find(third)]
+    for s, f in zip(stopped[1:], free[1:]):  # other rows are unaffected up to their own stop
+        assert f.token_ids[: len(s.token_ids)] == s.token_ids
+
+
+@contextlib.contextmanager
+def boost(model, token_id: int, from_step: int = 0):
+    """Make `token_id` the decoder's top logit from decoding step `from_step` on (step 0 = the prefill)."""
+    calls = [0]
+
+    def hook(module, inputs, logits):
+        if calls[0] >= from_step:
+            logits = logits.clone()
+            logits[..., token_id] += 1e4
+        calls[0] += 1
+        return logits
+
+    handle = model.decoder.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_stop_token_ends_every_row_without_appearing(tiny):
+    tokenizer, model = tiny
+    eoc = tokenizer.convert_tokens_to_ids(END_OF_CHUNK)
+    prompts = make_prompts(tokenizer, model)
+    free = generate(model, tokenizer, prompts, 8)
+    with boost(model, eoc, from_step=2):
+        stopped = generate(model, tokenizer, prompts, 8, stop=(END_OF_CHUNK,))
+    with boost(model, eoc, from_step=2):
+        unstopped = generate(model, tokenizer, prompts, 8)  # without the stop string, eoc is just a token
+    for s, f, u in zip(stopped, free, unstopped):
+        assert s.stop_reason == "stop_token"
+        assert s.token_ids == f.token_ids[:2]
+        assert u.token_ids[2:] == [eoc] * 6 and u.stop_reason == "length"
+
+
+def test_eos_always_stops(tiny):
+    tokenizer, model = tiny
+    with boost(model, tokenizer.eos_token_id, from_step=1):
+        outs = generate(model, tokenizer, make_prompts(tokenizer, model), 8)
+    assert all(g.stop_reason == "eos" and len(g.token_ids) == 1 for g in outs)
+
+
+def test_image_placeholder_is_never_generated(tiny):
+    tokenizer, model = tiny
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    with boost(model, image_id):
+        outs = generate(model, tokenizer, make_prompts(tokenizer, model), 8)
+    assert all(image_id not in g.token_ids for g in outs)
+    assert all(t < len(tokenizer) for g in outs for t in g.token_ids)
+
+
+def test_bad_arguments(tiny):
+    tokenizer, model = tiny
+    with pytest.raises(ValueError, match="at least one prompt"):
+        generate(model, tokenizer, [], 4)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, tokenizer, make_prompts(tokenizer, model, (1,)), 0)
