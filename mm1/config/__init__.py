@@ -20,6 +20,7 @@ from mm1.config.schema import (
     MoEConfig,
     OptimConfig,
     OutputConfig,
+    ParallelConfig,
     SourceConfig,
     SynthConfig,
     TokenizerConfig,
@@ -31,7 +32,7 @@ from mm1.config.validate import validate
 
 __all__ = [
     "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "EvalConfig", "ModelConfig", "MoEConfig",
-    "OptimConfig", "OutputConfig", "SourceConfig", "SynthConfig", "TokenizerConfig", "TrainConfig",
+    "OptimConfig", "OutputConfig", "ParallelConfig", "SourceConfig", "SynthConfig", "TokenizerConfig", "TrainConfig",
     "VisionConfig", "load_config", "config_from_dict", "dump_yaml", "to_dict",
 ]
 

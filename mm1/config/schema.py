@@ -134,6 +134,15 @@ class TrainConfig:
 
 
 @dataclass
+class ParallelConfig:
+    strategy: str = "auto"  # auto (fsdp when launched on >1 process, else none) | none | ddp | fsdp
+    dp_replicate: int = 1  # FSDP2 replicas (hybrid sharding when both > 1)
+    dp_shard: int = -1  # ranks each replica is sharded over; -1 = world_size / dp_replicate
+    activation_checkpointing: bool = False  # recompute decoder layers and vision blocks in backward
+    compile: bool = False  # torch.compile each decoder layer and vision block
+
+
+@dataclass
 class EvalConfig:
     suite: Optional[str] = None  # task suite or comma-separated tasks scored during pre-training; None = none
     every: int = 0  # optimizer steps between evaluations; 0 = only after the last step
@@ -155,5 +164,6 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

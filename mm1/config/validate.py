@@ -11,6 +11,8 @@ SOURCE_KINDS = ("caption", "interleaved", "text")
 TOKENIZER_KINDS = ("synth", "pretrained")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+STRATEGIES = ("auto", "none", "ddp", "fsdp")
+MOE_INITS = ("upcycle", "random")
 
 
 def _choice(path: str, value, allowed) -> None:
@@ -27,6 +29,7 @@ def validate(cfg: Config) -> None:
     _validate_vision(cfg)
     _validate_connector(cfg)
     _validate_decoder(cfg)
+    _validate_moe(cfg)
     _validate_data(cfg)
     _validate_optim_train(cfg)
 
@@ -99,6 +102,26 @@ def _validate_decoder(cfg: Config) -> None:
                           "(or set model.decoder.pretrained)")
 
 
+def _validate_moe(cfg: Config) -> None:
+    d, moe = cfg.model.decoder, cfg.model.decoder.moe
+    if moe is None:
+        return
+    _positive("model.decoder.moe.num_experts", moe.num_experts)
+    if not 1 <= moe.top_k <= moe.num_experts:
+        raise ConfigError(f"model.decoder.moe.top_k: {moe.top_k} is out of range; "
+                          f"allowed: 1..{moe.num_experts} (model.decoder.moe.num_experts)")
+    if d.pretrained is None and not 1 <= moe.every <= d.num_layers:  # a pretrained decoder is checked on load
+        raise ConfigError(f"model.decoder.moe.every: {moe.every} is out of range; "
+                          f"allowed: 1..{d.num_layers} (model.decoder.num_layers)")
+    _positive("model.decoder.moe.every", moe.every)
+    _choice("model.decoder.moe.init", moe.init, MOE_INITS)
+    if moe.capacity_factor is not None:
+        _positive("model.decoder.moe.capacity_factor", moe.capacity_factor)
+    for key in ("aux_loss_coef", "z_loss_coef"):
+        if getattr(moe, key) < 0:
+            raise ConfigError(f"model.decoder.moe.{key}: must be >= 0, got {getattr(moe, key)}")
+
+
 def _validate_data(cfg: Config) -> None:
     data = cfg.data
     if not data.sources:
@@ -145,3 +168,8 @@ def _validate_optim_train(cfg: Config) -> None:
         raise ConfigError(f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.device", t.device, DEVICES)
+    par = cfg.parallel
+    _choice("parallel.strategy", par.strategy, STRATEGIES)
+    _positive("parallel.dp_replicate", par.dp_replicate)
+    if par.dp_shard != -1 and par.dp_shard <= 0:
+        raise ConfigError(f"parallel.dp_shard: must be -1 (all remaining ranks) or > 0, got {par.dp_shard}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig
 
 from mm1.config import Config, config_from_dict, dump_yaml
@@ -26,10 +26,21 @@ class Loaded:
     model: MM1Model
 
 
-def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer) -> Path:
+def save_weights(state: dict, path: Path) -> None:
+    """safetensors refuses shared storage (tied embeddings): such tensors are written as copies."""
+    seen, out = set(), {}
+    for key, tensor in state.items():
+        ptr = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[key] = tensor.detach().clone().contiguous() if ptr in seen else tensor.detach().contiguous()
+        seen.add(ptr)
+    save_file(out, str(path))
+
+
+def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer, state: dict | None = None) -> Path:
+    """Weights (`state`, default the model's own), resolved config, tokenizer and decoder config."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(path / WEIGHTS))
+    save_weights(model.state_dict() if state is None else state, path / WEIGHTS)
     (path / CONFIG).write_text(dump_yaml(cfg))
     tokenizer.save_pretrained(str(path / TOKENIZER))
     model.decoder.config.save_pretrained(str(path / DECODER))
@@ -47,5 +58,5 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> Loaded:
     tokenizer = load_tokenizer(path / TOKENIZER)
     decoder_cfg = AutoConfig.from_pretrained(str(path / DECODER), local_files_only=True)
     model = build_model(cfg, tokenizer, device="cpu", decoder_hf_cfg=decoder_cfg)
-    load_model(model, str(path / WEIGHTS))
+    model.load_state_dict(load_file(str(path / WEIGHTS)))
     return Loaded(cfg, tokenizer, model.to(device).eval())

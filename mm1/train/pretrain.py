@@ -16,7 +16,9 @@ from mm1.train.checkpoint import save_checkpoint
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
-from mm1.train.state import resolve_resume
+from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
+from mm1.train.parallelize import parallelize
+from mm1.train.state import gather_state, resolve_resume, unwrap
 from mm1.train.trainer import Trainer
 
 
@@ -35,36 +37,50 @@ def prepare_data(cfg: Config) -> None:
             write_corpus(root, cfg.data.synth)
 
 
-def setup_runtime(cfg: Config) -> torch.device:
+def setup_runtime(cfg: Config) -> tuple[torch.device, Dist]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
-    seed_everything(cfg.train.seed)
-    return pick_device(cfg.train)
+    seed_everything(cfg.train.seed)  # same init on every rank
+    device = pick_device(cfg.train)
+    d = init_distributed(device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+    return device, d
 
 
 def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
     run_dir = Path(cfg.output.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    prepare_data(cfg)
-    device = setup_runtime(cfg)
+    device, d = setup_runtime(cfg)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data(cfg)
+    barrier(d)
     tokenizer, model = build(cfg)
     model.to(device)
     counts = param_counts(model)
     cfg.optim.lr, cfg.optim.weight_decay = resolve_lr(cfg.optim, counts["decoder_non_embedding"])
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    (run_dir / "params.json").write_text(json.dumps(counts, indent=2))
-    (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
-    print(f"mm1: {counts['total'] / 1e6:.1f}M parameters, lr {cfg.optim.lr:.3g}, device {device}, run {run_dir}")
+    if d.is_main:
+        write_run_files(run_dir, cfg, counts)
+        print(f"mm1: {counts['total'] / 1e6:.1f}M parameters, lr {cfg.optim.lr:.3g}, device {device}, "
+              f"{d.world_size} process(es), run {run_dir}")
+    amp = autocast_dtype(cfg.train, device)
+    model = parallelize(model, cfg.parallel, d, device, amp)
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
-    trainer = Trainer(cfg, model, optimizer, build_loader(cfg, tokenizer), tokenizer, device,
-                      autocast_dtype(cfg.train, device), run_dir)
+    loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
+    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d)
     start = resolve_resume(run_dir, resume)
     if start is not None:
         trainer.restore(start)
     return trainer
+
+
+def write_run_files(run_dir: Path, cfg: Config, counts: dict) -> None:
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    (run_dir / "params.json").write_text(json.dumps(counts, indent=2))
+    (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
 
 
 def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
@@ -73,9 +89,19 @@ def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     trainer = build_trainer(cfg, resume)
     try:
         finished = trainer.run()
+        if finished:
+            save_final(trainer)
     finally:
         trainer.close()
-    if finished:
-        path = save_checkpoint(trainer.run_dir / "checkpoint", trainer.model, trainer.cfg, trainer.tokenizer)
-        print(f"mm1: checkpoint saved to {path}")
+        cleanup(trainer.dist)
     return trainer.run_dir
+
+
+def save_final(trainer: Trainer) -> None:
+    """The model alone (weights, config, tokenizer) in `<run>/checkpoint`: what eval and export read."""
+    model_sd, _, _ = gather_state(trainer.model, None, trainer.dist)
+    if trainer.dist.is_main:
+        path = save_checkpoint(trainer.run_dir / "checkpoint", unwrap(trainer.model), trainer.cfg, trainer.tokenizer,
+                               state=model_sd)
+        print(f"mm1: checkpoint saved to {path}")
+    barrier(trainer.dist)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mm1.train.checkpoint import save_checkpoint
+from mm1.train.distributed import Dist, barrier
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -37,24 +38,50 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: int) -> Path:
-    """Write checkpoint `step_N` for `trainer["step"]`, move `latest`, prune to `keep`."""
+def _full(**kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def gather_state(model, optimizer, d: Dist) -> tuple[dict, dict | None, list]:
+    """Full (unsharded) model and optimizer (if given) state on CPU, on rank 0, and every rank's
+    RNG state. Collective."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    model_sd = get_model_state_dict(model, options=_full(cpu_offload=True))
+    optim_sd = None if optimizer is None else get_optimizer_state_dict(model, optimizer, options=_full(cpu_offload=True))
+    rngs = [rng_state()]
+    if d.enabled:
+        rngs = [None] * d.world_size
+        torch.distributed.all_gather_object(rngs, rng_state())
+    return model_sd, optim_sd, rngs
+
+
+def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: int, d: Dist = Dist()) -> Path:
+    """Write checkpoint `step_N` for `trainer["step"]`, move `latest`, prune to `keep`. Collective."""
+    model_sd, optim_sd, rngs = gather_state(model, optimizer, d)
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"step_{trainer['step']:08d}"
-    tmp = root / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(tmp, model, cfg, tokenizer)
-    torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / "optimizer.pt")
-    (tmp / "trainer.json").write_text(json.dumps(trainer))
-    _fsync_dir(tmp)
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _write_atomic(root / LATEST, name)
-    _prune(root, keep)
+    final = root / f"step_{trainer['step']:08d}"
+    if d.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".tmp-{final.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_checkpoint(tmp, unwrap(model), cfg, tokenizer, state=model_sd)
+        torch.save({"optimizer": optim_sd, "rng": rngs}, tmp / "optimizer.pt")
+        (tmp / "trainer.json").write_text(json.dumps({**trainer, "world_size": d.world_size}))
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_atomic(root / LATEST, final.name)
+        _prune(root, keep)
+    barrier(d)
     return final
+
+
+def unwrap(model):
+    return getattr(model, "module", model)
 
 
 def latest_checkpoint(run_dir) -> Optional[Path]:
@@ -80,13 +107,20 @@ def resolve_resume(run_dir, resume: Optional[str]) -> Optional[Path]:
     return path
 
 
-def load_state(path: Path, model, optimizer) -> dict:
-    from safetensors.torch import load_model
+def load_state(path: Path, model, optimizer, d: Dist = Dist()) -> dict:
+    """Restore model, optimizer and this rank's RNG; works for any number of ranks (full state dicts)."""
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    load_model(model, str(path / "model.safetensors"))
     extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(extra["optimizer"])
-    set_rng_state(extra["rng"])
+    model_sd = load_file(str(path / "model.safetensors")) if d.is_main or not d.enabled else {}
+    optim_sd = extra["optimizer"] if d.is_main or not d.enabled else {}
+    options = _full(broadcast_from_rank0=True) if d.enabled else _full()
+    set_model_state_dict(model, model_sd, options=options)
+    set_optimizer_state_dict(model, optimizer, optim_sd, options=options)
+    rngs = extra["rng"]
+    if d.rank < len(rngs):
+        set_rng_state(rngs[d.rank])
     return json.loads((path / "trainer.json").read_text())
 
 

@@ -15,6 +15,7 @@ from mm1.data.batch import Batch
 from mm1.model.mm1 import MM1Model
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.optim import lr_at
+from mm1.train.distributed import Dist, all_reduce_sum
 from mm1.train.runtime import autocast
 from mm1.train.state import load_state, save_state
 
@@ -33,33 +34,39 @@ class StepResult:
     aux: dict | None = None
 
 
-def train_step(model: MM1Model, batches: list[Batch], optimizer, grad_clip: float, device, amp_dtype) -> StepResult:
-    """Accumulate gradients over micro-batches, weighting each by its share of labelled tokens,
-    so the step equals one step on the concatenated batch. Non-finite values skip the update."""
-    total = sum(int((b.labels[:, 1:] != -100).sum()) for b in batches)
+def train_step(model, batches: list[Batch], optimizer, grad_clip: float, device, amp_dtype,
+               d: Dist = Dist()) -> StepResult:
+    """Accumulate gradients over micro-batches, weighting each by its share of the labelled tokens of
+    the whole step on every rank, so the update equals one step on the concatenated global batch.
+    A non-finite loss or gradient norm on any rank skips the update on all ranks."""
+    local = sum(int((b.labels[:, 1:] != -100).sum()) for b in batches)
+    total = max(all_reduce_sum(local, d, device), 1)
+    scale = d.world_size / total  # DDP and FSDP average gradients over ranks
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, aux = 0.0, Counter()
-    tokens, images = sum(b.num_tokens for b in batches), sum(b.images.shape[0] for b in batches)
+    loss_sum, bad, aux = 0.0, 0, Counter()
     for batch in batches:
         batch = batch.to(device)
         with autocast(device, amp_dtype):
             out = model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels)
-        loss = out.loss * (out.num_label_tokens / max(total, 1))
+        loss = out.loss * out.num_label_tokens * scale
         if out.aux_loss is not None:
             loss = loss + out.aux_loss / len(batches)
             aux.update({k: v / len(batches) for k, v in (out.aux or {}).items()})
-        if not torch.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
-            return StepResult(float("nan"), float("nan"), tokens, images, skipped=True)
-        loss.backward()
+        bad += int(not torch.isfinite(loss))
+        loss.backward()  # even when non-finite: every rank must take part in the gradient collectives
         loss_sum += out.loss.item() * out.num_label_tokens
     params = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
-    if not math.isfinite(grad_norm):
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    bad = all_reduce_sum(bad, d, device)
+    mean_loss = all_reduce_sum(loss_sum, d, device) / total
+    tokens = int(all_reduce_sum(sum(b.num_tokens for b in batches), d, device))
+    images = int(all_reduce_sum(sum(b.images.shape[0] for b in batches), d, device))
+    if bad or not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_sum / max(total, 1), grad_norm, tokens, images, skipped=True)
+        return StepResult(float("nan") if bad else mean_loss, grad_norm, tokens, images, skipped=True)
     optimizer.step()
-    return StepResult(loss_sum / max(total, 1), grad_norm, tokens, images, aux=dict(aux))
+    return StepResult(mean_loss, grad_norm, tokens, images, aux=dict(aux))
 
 
 class DataStats:
@@ -100,32 +107,54 @@ class StopSignal:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path):
+    def __init__(self, cfg: Config, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path,
+                 d: Dist = Dist()):
         self.cfg, self.model, self.optimizer, self.loader = cfg, model, optimizer, loader
         self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
+        self.dist = d
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
         self.stats, self.speed = DataStats(loader), Throughput()
-        self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard)
+        self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if d.is_main else None
 
     def restore(self, path: Path) -> None:
-        state = load_state(path, self.model, self.optimizer)
+        state = load_state(path, self.model, self.optimizer, self.dist)
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
         self.stats.sources.update(state["sources"])
-        self.loader.state = {"consumed": state["data"]["consumed"], "slots": dict(state["data"]["slots"])}
-        self.loader.dataset.state = self.loader.state
-        print(f"mm1: resumed from {path} at step {self.step}")
+        if state.get("data_slots") == self._data_slots():
+            per_rank = state["data"]["consumed"] // self.dist.world_size  # ranks consume in lockstep
+            self.loader.state = {"consumed": per_rank, "slots": dict(state["data"]["slots"])}
+            self.loader.dataset.state = self.loader.state
+        elif self.dist.is_main:
+            print(f"mm1: saved with {state.get('data_slots')} data slots (ranks x workers), resumed with "
+                  f"{self._data_slots()}: model, optimizer and step restored; the data position restarts")
+        if self.dist.is_main:
+            print(f"mm1: resumed from {path} at step {self.step}")
+
+    def _data_slots(self) -> int:
+        return self.dist.world_size * max(1, self.cfg.data.num_workers)
+
+    def _gather_data_state(self) -> dict:
+        """Every rank's loader position, merged: slots are disjoint, consumed batches add up."""
+        local = self.loader.state_dict()
+        if not self.dist.enabled:
+            return local
+        states = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(states, local)
+        slots = {k: v for state in states for k, v in state["slots"].items()}
+        return {"consumed": sum(state["consumed"] for state in states), "slots": slots}
 
     def save(self) -> Path:
         trainer = {"step": self.step, "skipped_steps": self.skipped_steps, "sources": dict(self.stats.sources),
-                   "data": self.loader.state_dict()}
+                   "data": self._gather_data_state(), "data_slots": self._data_slots()}
         return save_state(self.run_dir, self.model, self.optimizer, self.cfg, self.tokenizer, trainer,
-                          self.cfg.train.keep_checkpoints)
+                          self.cfg.train.keep_checkpoints, self.dist)
 
     def run(self) -> bool:
         """Train to `train.steps`; returns False if a signal stopped the run early (after a checkpoint)."""
         cfg = self.cfg.train
         batches = iter(self.loader)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="pretrain", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="pretrain", dynamic_ncols=True, mininterval=1.0,
+                   disable=not self.dist.is_main)
         self.model.train()
         with StopSignal() as stop:
             while self.step < cfg.steps:
@@ -136,10 +165,11 @@ class Trainer:
                 self._log(result)
                 self._check_faults()
                 self._maybe_evaluate()
-                if stop.received is not None:
+                if self._stop_requested(stop):
                     path = self.save()
-                    print(f"\nmm1: stopped by signal {stop.received} at step {self.step}; checkpoint {path}\n"
-                          f"mm1: resume with: mm1 pretrain RECIPE [overrides] --resume auto")
+                    if self.dist.is_main:
+                            print(f"\nmm1: stopped by signal at step {self.step}; checkpoint {path}\n"
+                              f"mm1: resume with: mm1 pretrain RECIPE [overrides] --resume auto")
                     return False
                 due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps
                 if due and self.bad_in_a_row == 0:  # never checkpoint in the middle of a fault streak
@@ -148,6 +178,10 @@ class Trainer:
         self.save()
         return True
 
+    def _stop_requested(self, stop: StopSignal) -> bool:
+        """Any rank's signal stops every rank at the same step."""
+        return all_reduce_sum(stop.received is not None, self.dist, self.device) > 0
+
     def _one_step(self, batches) -> StepResult:
         lr = self._lr()
         for group in self.optimizer.param_groups:
@@ -155,7 +189,8 @@ class Trainer:
         micro = [next(batches) for _ in range(self.cfg.train.grad_accum)]
         for batch in micro:
             self.stats.add(batch)
-        result = train_step(self.model, micro, self.optimizer, self.cfg.optim.grad_clip, self.device, self.amp_dtype)
+        result = train_step(self.model, micro, self.optimizer, self.cfg.optim.grad_clip, self.device,
+                            self.amp_dtype, self.dist)
         self.speed.add(result.tokens)
         self.skipped_steps += result.skipped
         self.bad_in_a_row = self.bad_in_a_row + 1 if result.skipped else 0
@@ -173,6 +208,8 @@ class Trainer:
         return lr_at(self.step, o.lr, o.warmup_steps, self.cfg.train.steps, o.min_lr_ratio)
 
     def _log(self, result: StepResult) -> None:
+        if self.writer is None:
+            return
         if self.step % self.cfg.train.log_every and self.step not in (1, self.cfg.train.steps) and not result.skipped:
             return
         record = {"step": self.step, "loss": result.loss, "lr": self._lr_used(), "grad_norm": result.grad_norm,
@@ -192,8 +229,10 @@ class Trainer:
             from mm1.eval.runner import evaluate_during_training
 
             scores = evaluate_during_training(self.model, self.tokenizer, self.cfg, self.step, self.run_dir)
-            self.writer.write({"step": self.step, **{f"eval/{k}": v for k, v in scores.items()}})
+            if self.writer is not None:
+                self.writer.write({"step": self.step, **{f"eval/{k}": v for k, v in scores.items()}})
             self.model.train()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
