@@ -14,7 +14,7 @@ counts the n = 2 entries), i.e. words - 1 for captions of two words or more, 0 o
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -82,19 +82,23 @@ def _image_score(hyp: Counts, refs: Sequence[Counts], df: Mapping, log_images: f
     return float(np.mean(score) / len(refs) * 10.0)
 
 
-def _tokenized(predictions: Mapping, references: Mapping, tokenize: bool) -> tuple[list, list[str], list[list[str]]]:
-    """Keys in `references` order, then the candidates and references, PTB-tokenised if asked."""
+def _check(predictions: Mapping, references: Mapping) -> None:
     if set(predictions) != set(references):
         missing, extra = set(references) - set(predictions), set(predictions) - set(references)
-        raise ValueError(f"predictions and references need the same image ids: {len(missing)} without a "
-                         f"prediction (e.g. {sorted(map(str, missing))[:3]}), {len(extra)} without references "
+        raise ValueError(f"predictions and references need the same image ids: {len(missing)} lack a prediction "
+                         f"(e.g. {sorted(map(str, missing))[:3]}), {len(extra)} lack references "
                          f"(e.g. {sorted(map(str, extra))[:3]})")
-    keys = list(references)
-    for key in keys:
+    for key in references:
         if not isinstance(predictions[key], str):
             raise ValueError(f"prediction for {key!r} must be a string, got {type(predictions[key]).__name__}")
         if isinstance(references[key], str) or len(references[key]) == 0:
             raise ValueError(f"references for {key!r} must be a non-empty list of strings")
+
+
+def _tokenized(predictions: Mapping, references: Mapping, tokenize: bool) -> tuple[list, list, list]:
+    """Image ids in `references` order, their candidates and their references (PTB-tokenised if asked)."""
+    _check(predictions, references)
+    keys = list(references)
     hyps = [predictions[k] for k in keys]
     refs = [list(references[k]) for k in keys]
     if tokenize:  # like COCOEvalCap: references in one tokeniser run, candidates in another
@@ -119,7 +123,7 @@ def cider_per_image(predictions: Mapping[Hashable, str], references: Mapping[Has
     df = document_frequency(ref_counts)
     log_images = np.log(float(len(keys)))
     return {key: _image_score(ngram_counts(hyp), rc, df, log_images, sigma)
-            for key, hyp, rc in zip(keys, hyps, ref_counts)}
+            for key, hyp, rc in zip(keys, hyps, ref_counts, strict=True)}
 
 
 def cider(predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]],

@@ -2,12 +2,12 @@
 
 Two copies of that script are in use and they differ; `protocol` picks one:
 
-- "openflamingo" (default): the copy in OpenFlamingo's `open_flamingo/eval/vqa_metric.py` (also
-  in LAVIS), the protocol this toolkit reproduces. Prediction and human answers have newlines and
+- "openflamingo": the copy in OpenFlamingo's `open_flamingo/eval/vqa_metric.py` (also in LAVIS),
+  for comparing with numbers produced by those tools. Prediction and human answers have newlines and
   tabs turned into spaces and are stripped; then, only if the stripped human answers are not all
   identical, all of them and the prediction get `processPunctuation` and `processDigitArticle`.
   So "Yes" against ten "yes" scores 0: no lower-casing happens in that case.
-- "vqa_api": the GT-Vision-Lab VQA API's `PythonEvaluationTools/vqaEvaluation/vqaEval.py`. The
+- "vqa_api" (default): the official GT-Vision-Lab VQA API's `PythonEvaluationTools/vqaEvaluation/vqaEval.py`. The
   prediction is always stripped and fully normalised; the human answers (taken as they are,
   since the VQA annotation files hold normalised answers) get only `processPunctuation`, and
   only when they are not all identical.
@@ -19,7 +19,7 @@ score min(1, count / 3), and average over the answers (10 in VQAv2): 1 match giv
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 PROTOCOLS = ("openflamingo", "vqa_api")
 
@@ -104,7 +104,7 @@ def _prepare(prediction: str, answers: Sequence[str], protocol: str) -> tuple[st
     raise ValueError(f"unknown VQA protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str], *, protocol: str = "openflamingo") -> float:
+def vqa_accuracy(prediction: str, answers: Sequence[str], *, protocol: str = "vqa_api") -> float:
     """Accuracy in [0, 1] of `prediction` against the human `answers` of one question."""
     if isinstance(answers, str) or not answers:
         raise ValueError("answers must be a non-empty list of strings (the human answers)")
