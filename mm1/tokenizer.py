@@ -39,7 +39,7 @@ def add_mm1_tokens(tok):
 def synth_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-    from mm1.data.synth.grammar import vocabulary
+    from mm1.data.synth import vocabulary
 
     specials = list(SPECIAL.values()) + [IMAGE_TOKEN, END_OF_CHUNK]
     vocab = {tok: i for i, tok in enumerate(specials + [w for w in vocabulary() if w not in specials])}

@@ -32,7 +32,7 @@ def test_two_ranks_two_workers_read_disjoint_samples_covering_the_epoch(tmp_path
     keys = write_caption_shards(tmp_path / "cap", shards=8, per_shard=5)  # 4 slots x 2 shards x 5 samples
     seen = []
     for rank in range(2):
-        cfg = config(tmp_path, "train.batch_size=5", "data.num_workers=2")
+        cfg = config(tmp_path, "train.batch_size=5", "data.num_workers=2", "data.packing=false")
         loader = build_loader(cfg, tokenizer, rank=rank, world_size=2)
         for batch_keys in take_keys(loader, 4):  # 2 workers x 2 batches = 20 samples = this rank's epoch
             seen += batch_keys
@@ -40,10 +40,11 @@ def test_two_ranks_two_workers_read_disjoint_samples_covering_the_epoch(tmp_path
     assert sorted(seen) == sorted(keys)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_restored_position_continues_exactly(tmp_path, tokenizer, workers):
+@pytest.mark.parametrize("workers, packing", [(0, False), (2, False), (0, True), (2, True)])
+def test_restored_position_continues_exactly(tmp_path, tokenizer, workers, packing):
     write_caption_shards(tmp_path / "cap", shards=4, per_shard=7)
-    cfg = config(tmp_path, "train.batch_size=3", f"data.num_workers={workers}")
+    cfg = config(tmp_path, "train.batch_size=3", f"data.num_workers={workers}", f"data.packing={packing}",
+                 "data.seq_len=64")
     first = build_loader(cfg, tokenizer)
     stream = iter(first)
     before = [next(stream).keys for _ in range(5)]

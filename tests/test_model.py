@@ -8,7 +8,8 @@ from PIL import Image
 from mm1.build import build, param_counts
 from mm1.config import load_config
 from mm1.data.documents import Document
-from mm1.data.sequence import IGNORE, SequenceBuilder, collate
+from mm1.data.packing import collate
+from mm1.data.sequence import IGNORE, SequenceBuilder
 from mm1.tokenizer import END_OF_CHUNK, IMAGE_TOKEN
 from mm1.train.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import TINY
@@ -33,7 +34,7 @@ def fixed_batch(cfg, tokenizer):
         Document("interleaved", ["look at these pictures .", image("blue"), "a blue square .", image(), "then a red star ."]),
         Document("text", ["a triangle is a shape ."]),
     ]
-    return collate([builder(d) for d in docs], tokenizer.pad_token_id, cfg.model.vision.image_size)
+    return collate([builder(d)[0] for d in docs], tokenizer.pad_token_id, cfg.model.vision.image_size)
 
 
 def test_labels_ignore_image_and_padding_positions(tiny):
@@ -46,7 +47,10 @@ def test_labels_ignore_image_and_padding_positions(tiny):
     assert (batch.labels[is_image] == IGNORE).all()
     assert (batch.labels[batch.attention_mask == 0] == IGNORE).all()
     text = (batch.attention_mask == 1) & ~is_image
-    assert (batch.labels[text] == batch.input_ids[text]).all()
+    first = torch.zeros_like(text)
+    first[:, 0] = True
+    assert (batch.labels[text & ~first] == batch.input_ids[text & ~first]).all()
+    assert (batch.labels[:, 0] == IGNORE).all()
     assert tokenizer.convert_tokens_to_ids(END_OF_CHUNK) in batch.input_ids[0].tolist()
 
 

@@ -101,6 +101,7 @@ class DataConfig:
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     mixture: dict[str, float] = field(default_factory=dict)  # source name -> weight (normalised)
     seq_len: int = 128  # tokens per training sequence
+    packing: bool = True  # pack several documents per sequence (attention never crosses documents)
     max_images_per_seq: int = 4
     num_workers: int = 0  # dataloader worker processes
     seed: int = 0

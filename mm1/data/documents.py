@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from PIL import Image
@@ -29,6 +29,7 @@ class Document:
     source: str
     segments: list[Segment]
     key: str = ""
+    origin: dict = field(default_factory=dict)  # the reader position it was read at (set by the loader)
 
     @property
     def num_images(self) -> int:

@@ -21,7 +21,8 @@ from mm1.config.schema import Config
 from mm1.data.batch import Batch
 from mm1.data.documents import DECODERS, Document
 from mm1.data.mixture import normalise
-from mm1.data.sequence import SequenceBuilder, collate
+from mm1.data.packing import Packer, collate_rows
+from mm1.data.sequence import Example, SequenceBuilder
 from mm1.data.shards import read_shard, resolve_shards
 
 
@@ -58,6 +59,7 @@ class SourceReader:
                     doc = self.decode(sample, self.name, self.skips)
                     if doc is not None:
                         produced += 1
+                        doc.origin = {"source": self.name, "epoch": self.epoch, "shard": self.shard, "offset": index}
                         yield doc
                 self.shard, self.offset = self.shard + 1, 0
             if fresh and produced == 0:
@@ -117,13 +119,37 @@ class MixedBatches(IterableDataset):
         saved = self.state["slots"].get(str(slot), {})
         readers = self._readers(slot, slots, saved.get("sources", {}))
         mixer = Mixer(self.cfg.data.mixture, self.cfg.data.seed * 1000 + slot, saved.get("draws", 0))
-        size = self.cfg.model.vision.image_size
+        rows_per_batch, data = self.cfg.train.batch_size, self.cfg.data
+        packer = Packer(data.seq_len, rows_per_batch, self._reread(saved.get("open_rows", []), readers))
+        # the remaining chunks of the document being consumed
+        pending = [self._example_at(origin, readers) for origin in saved.get("pending", [])]
         while True:
-            examples = [self.builder(next(readers[mixer.next_source()])) for _ in range(self.cfg.train.batch_size)]
-            batch = collate(examples, self.tokenizer.pad_token_id, size)
-            sources = {name: r.state() for name, r in readers.items()}
-            batch.slot, batch.position = slot, {"draws": mixer.draws, "sources": sources}
+            ready: list[list[Example]] = []
+            while len(ready) < rows_per_batch:
+                while not pending:
+                    pending = self.builder(next(readers[mixer.next_source()]))
+                example = pending.pop(0)
+                row = packer.add(example) if data.packing else [example]
+                if row is not None:
+                    ready.append(row)
+            batch = collate_rows(ready, self.tokenizer.pad_token_id, self.cfg.model.vision.image_size)
+            batch.slot, batch.position = slot, {
+                "draws": mixer.draws,
+                "sources": {name: r.state() for name, r in readers.items()},
+                "open_rows": [[ex.origin for ex in row] for row in packer.rows],
+                "pending": [ex.origin for ex in pending],
+            }
             yield batch
+
+    def _reread(self, rows: list[list[dict]], readers: dict[str, SourceReader]) -> list[list[Example]]:
+        """Rebuild the open rows of a saved position by reading their documents again."""
+        return [[self._example_at(origin, readers) for origin in row] for row in rows if row]
+
+    def _example_at(self, origin: dict, readers: dict[str, SourceReader]) -> Example:
+        reader = readers[origin["source"]]
+        again = SourceReader(reader.name, self.cfg.data.sources[reader.name].kind, reader.shards, reader.seed,
+                             {k: origin[k] for k in ("epoch", "shard", "offset")})
+        return self.builder(next(again))[origin["chunk"]]
 
 
 class Loader:

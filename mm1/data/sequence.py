@@ -2,15 +2,18 @@
 
 Layout of one document: <s> then its segments in order; an image becomes T
 placeholder tokens; a text segment that follows an image is closed by
-<|endofchunk|>; </s> ends the document. Labels are -100 on image tokens.
-A document longer than `seq_len` is cut at a text position (an image run is
-never split) and images past `max_images` are dropped with the text after them.
+<|endofchunk|>; </s> ends the document. Labels are -100 on image tokens and on
+the first token of every sequence (nothing before it can predict it).
+
+A document longer than `seq_len`, or holding more than `max_images` images, is
+split into several sequences at image/text boundaries (a long text segment is
+split between tokens); an image's tokens are never split. A piece that holds no
+text to learn from (e.g. a trailing image alone) is dropped.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from PIL import Image
 
 from mm1.data.documents import Document
@@ -21,11 +24,15 @@ IGNORE = -100
 
 @dataclass
 class Example:
-    input_ids: list[int]
-    labels: list[int]
+    input_ids: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
     images: list[Image.Image] = field(default_factory=list)
     source: str = ""
     key: str = ""
+    origin: dict = field(default_factory=dict)  # where to read it again: source, reader position, chunk
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
 
 
 class SequenceBuilder:
@@ -37,44 +44,52 @@ class SequenceBuilder:
         self.seq_len = seq_len
         self.max_images = max_images
 
-    def __call__(self, doc: Document) -> Example:
-        ids, labels, images = [self.tok.bos_token_id], [self.tok.bos_token_id], []
+    def pieces(self, doc: Document) -> list:
+        """The document as a list of token lists (text) and images, in order."""
+        out: list = [[self.tok.bos_token_id]]
         after_image = False
         for seg in doc.segments:
             if isinstance(seg, Image.Image):
-                if len(images) == self.max_images or len(ids) + self.tokens_per_image > self.seq_len:
-                    break
-                images.append(seg)
-                ids += [self.image_id] * self.tokens_per_image
-                labels += [IGNORE] * self.tokens_per_image
+                out.append(seg)
                 after_image = True
+            else:
+                out.append(self.tok.encode(seg, add_special_tokens=False) + ([self.eoc_id] if after_image else []))
+                after_image = False
+        out.append([self.tok.eos_token_id])
+        return out
+
+    def __call__(self, doc: Document) -> list[Example]:
+        chunks = [Example(source=doc.source, key=doc.key)]
+        for piece in self.pieces(doc):
+            if isinstance(piece, Image.Image):
+                self._add_image(chunks, piece)
+            else:
+                self._add_text(chunks, piece)
+        kept = [finish(c) for c in chunks if any(label != IGNORE for label in c.labels[1:])]
+        for i, chunk in enumerate(kept):
+            chunk.origin = {**doc.origin, "chunk": i}
+        return kept
+
+    def _add_image(self, chunks: list[Example], image: Image.Image) -> None:
+        if len(chunks[-1].images) == self.max_images or len(chunks[-1]) + self.tokens_per_image > self.seq_len:
+            chunks.append(Example(source=chunks[-1].source, key=chunks[-1].key))
+        chunk = chunks[-1]
+        chunk.images.append(image)
+        chunk.input_ids += [self.image_id] * self.tokens_per_image
+        chunk.labels += [IGNORE] * self.tokens_per_image
+
+    def _add_text(self, chunks: list[Example], ids: list[int]) -> None:
+        while ids:
+            room = self.seq_len - len(chunks[-1])
+            if room == 0:
+                chunks.append(Example(source=chunks[-1].source, key=chunks[-1].key))
                 continue
-            text = self.tok.encode(seg, add_special_tokens=False) + ([self.eoc_id] if after_image else [])
-            after_image = False
-            ids += text
-            labels += text
-        else:
-            ids.append(self.tok.eos_token_id)
-            labels.append(self.tok.eos_token_id)
-        ids, labels = ids[: self.seq_len], labels[: self.seq_len]
-        return Example(ids, labels, images, doc.source, doc.key)
+            chunks[-1].input_ids += ids[:room]
+            chunks[-1].labels += ids[:room]
+            ids = ids[room:]
 
 
-def collate(examples: list[Example], pad_id: int, image_size: int) -> "Batch":
-    """Right-pad to the longest example; images stacked in order of appearance."""
-    from mm1.data.batch import Batch
-    from mm1.data.image import preprocess
-
-    length = max(len(e.input_ids) for e in examples)
-    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), length), IGNORE, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
-    for row, ex in enumerate(examples):
-        n = len(ex.input_ids)
-        input_ids[row, :n] = torch.tensor(ex.input_ids)
-        labels[row, :n] = torch.tensor(ex.labels)
-        attention_mask[row, :n] = 1
-    pixels = [preprocess(img, image_size) for ex in examples for img in ex.images]
-    images = torch.stack(pixels) if pixels else torch.zeros((0, 3, image_size, image_size))
-    return Batch(input_ids, labels, attention_mask, images,
-                 sources=[e.source for e in examples], keys=[e.key for e in examples])
+def finish(example: Example) -> Example:
+    if example.labels:
+        example.labels[0] = IGNORE
+    return example

@@ -15,6 +15,7 @@ from torch import nn
 from mm1.config.schema import ModelConfig
 from mm1.model.connectors import build_connector
 from mm1.model.decoder import build_decoder
+from mm1.model.moe import collect_aux
 from mm1.model.vision import VisionEncoder
 
 
@@ -68,15 +69,29 @@ class MM1Model(nn.Module):
         attention_mask: Optional[torch.Tensor] = None,
         position_ids: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
+        segment_ids: Optional[torch.Tensor] = None,
     ) -> MM1Output:
         embeds = self.embed(input_ids, images)
+        if segment_ids is not None:
+            attention_mask = document_mask(segment_ids)
         out = self.decoder(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         )
+        aux_loss, aux = collect_aux(self.decoder)  # MoE router losses of this forward; (None, None) if dense
         if labels is None:
-            return MM1Output(None, out.logits, 0)
+            return MM1Output(None, out.logits, 0, aux_loss, aux)
         loss, count = next_token_loss(out.logits, labels)
-        return MM1Output(loss, out.logits, count)
+        return MM1Output(loss, out.logits, count, aux_loss, aux)
+
+
+def document_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """(B, L) document ids of packed rows -> (B, 1, L, L) boolean mask: causal, within a document.
+    Padding (id 0) attends to itself only, so no row is empty."""
+    length = segment_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=segment_ids.device).tril()  # (L, L)
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, L, L)
+    eye = torch.eye(length, dtype=torch.bool, device=segment_ids.device)
+    return ((same & causal) | eye)[:, None]  # (B, 1, L, L)
 
 
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:

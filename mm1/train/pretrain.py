@@ -32,7 +32,7 @@ def prepare_data(cfg: Config) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not corpus_is_complete(root):
+        if not corpus_is_complete(root, cfg.data.synth):
             print(f"mm1: writing the embedded corpus to {root} (first use)")
             write_corpus(root, cfg.data.synth)
 

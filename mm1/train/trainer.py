@@ -47,7 +47,8 @@ def train_step(model, batches: list[Batch], optimizer, grad_clip: float, device,
     for batch in batches:
         batch = batch.to(device)
         with autocast(device, amp_dtype):
-            out = model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels)
+            out = model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels,
+                        batch.segment_ids)
         loss = out.loss * out.num_label_tokens * scale
         if out.aux_loss is not None:
             loss = loss + out.aux_loss / len(batches)

@@ -37,6 +37,7 @@ CORNERS = ("top left", "top right", "bottom left", "bottom right")
 BACKGROUNDS = ("gray", "black", "brown")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 DIGITS = tuple(str(i) for i in range(11))
+YES_NO = ("yes", "no")
 ORDINALS = ("first", "second", "third", "fourth")
 # The small rendered text ("label"): at most 3 characters so it fits a corner.
 LABEL_WORDS = (
@@ -46,7 +47,8 @@ LABEL_WORDS = (
 LABEL_NUMBERS = ("12", "17", "23", "28", "31", "36", "42", "45", "54", "59", "63", "68", "71", "76", "85", "94")
 LABEL_TEXTS = LABEL_WORDS + LABEL_NUMBERS
 # Function words the generators insert outside templates (articles, list joins, agreement).
-GLUE = ("a", "an", "and", ",", ".", "is", "are", "shape", "shapes", "word", "number", "label", "picture", "pictures")
+GLUE = ("a", "an", "the", "and", ",", ".", "is", "are", "shape", "shapes", "word", "number", "label", "picture",
+        "pictures")
 
 CAPTION = (
     "{objects}.",
@@ -169,7 +171,7 @@ def _template_strings():
 def _vocabulary() -> tuple[str, ...]:
     words = set(GLUE)
     for group in (SHAPES, tuple(PLURALS.values()), COLOURS, SIZES, POSITIONS, CORNERS, BACKGROUNDS,
-                  NUMBER_WORDS, DIGITS, ORDINALS, LABEL_TEXTS, tuple(SIZE_SYNONYMS.values())):
+                  NUMBER_WORDS, DIGITS, YES_NO, ORDINALS, LABEL_TEXTS, tuple(SIZE_SYNONYMS.values())):
         for phrase in group:
             words.update(pretokenize(phrase))
     for template in _template_strings():

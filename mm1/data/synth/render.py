@@ -2,20 +2,21 @@
 
 The scene is drawn on a canvas of max(image_size, 64) px (the 64-unit layout
 grid scaled up), then box-downsampled when image_size < 64. The label text uses
-PIL's built-in bitmap font (6 x 11 px cells, no download) at an integer scale
-of canvas // 64, so it is about 2 px per stroke at 64 px, legible at 64 px and
-smeared beyond reading at 32 px: the "fine detail" of the corpus.
+PIL's built-in bitmap font (6 x 11 px cells, no download), strokes thinned to
+1 px, at an integer scale of canvas // 64: legible at 64 px, a gray smear
+after a downsample to 32 px. That is the "fine detail" of the corpus.
 """
 from __future__ import annotations
 
 import io
 import math
+import threading
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mm1.data.synth.scene import GRID, LABEL_PAD, TEXT_H, Label, Obj, Scene
+from mm1.data.synth.scene import CHAR_W, GRID, LABEL_PAD, TEXT_H, Label, Obj, Scene
 
 RGB = {
     "red": (220, 40, 40),
@@ -28,6 +29,7 @@ RGB = {
 }
 BACKGROUND_RGB = {"gray": (125, 125, 125), "black": (20, 20, 20), "brown": (105, 72, 45)}
 FONT_INK_TOP = 2  # first row of ink in the bitmap font's 11-row cell
+_FONT_LOCK = threading.Lock()  # the corpus may be written from several threads
 
 
 @lru_cache(maxsize=1)
@@ -72,13 +74,33 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: Obj, s: float) -> None:
         draw.polygon(pts, fill=fill)
 
 
+@lru_cache(maxsize=None)
+def _glyphs(text: str) -> Image.Image:
+    """The text's ink as an "L" mask, TEXT_H rows high, strokes thinned to 1 px.
+
+    The bitmap font draws vertical strokes 2 px wide; dropping the last pixel
+    of every horizontal run leaves 1-px strokes (horizontal bars keep their
+    length), which a 2x downsample turns into a faint gray smear. Cached:
+    callers must not modify the returned image.
+    """
+    w = CHAR_W * len(text)
+    mask = Image.new("L", (w, 11), 0)
+    with _FONT_LOCK:
+        ImageDraw.Draw(mask).text((0, 0), text, font=_font(), fill=255)
+    ink = np.asarray(mask)[FONT_INK_TOP:FONT_INK_TOP + TEXT_H] > 0
+    prev = np.zeros_like(ink)
+    prev[:, 1:] = ink[:, :-1]
+    nxt = np.zeros_like(ink)
+    nxt[:, :-1] = ink[:, 1:]
+    thin = ink & ~(prev & ~nxt)
+    return Image.fromarray((thin * 255).astype(np.uint8), mode="L")
+
+
 def _draw_label(img: Image.Image, label: Label, s: float, k: int) -> None:
     x0, y0, x1, y1 = (round(v * s) for v in label.box())
     ImageDraw.Draw(img).rectangle([x0, y0, x1 - 1, y1 - 1], fill=(255, 255, 255))
-    w = 6 * len(label.text)
-    mask = Image.new("L", (w, 11), 0)
-    ImageDraw.Draw(mask).text((0, 0), label.text, font=_font(), fill=255)
-    mask = mask.crop((0, FONT_INK_TOP, w, FONT_INK_TOP + TEXT_H)).resize((w * k, TEXT_H * k), Image.NEAREST)
+    mask = _glyphs(label.text)
+    mask = mask.resize((mask.width * k, mask.height * k), Image.NEAREST)
     img.paste((0, 0, 0), (x0 + LABEL_PAD * k, y0 + LABEL_PAD * k), mask)
 
 
@@ -115,7 +137,7 @@ def label_box(scene: Scene, image_size: int) -> list[int] | None:
 
 
 def png_bytes(img: Image.Image) -> bytes:
-    """PNG encoding (deterministic: PIL writes no timestamps)."""
+    """PNG encoding (deterministic: PIL writes no timestamps). Level 3 is faster and smaller than 6 here."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    img.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 from mm1.data.synth import grammar as g
@@ -19,6 +19,7 @@ SLOT_CENTRES = {"center": (32, 32), "left": (11, 32), "right": (53, 32), "top": 
 RADIUS = {"small": 5, "large": 9}
 JITTER = {"small": 4, "large": 1}  # max offset from the slot centre, in grid units
 CHAR_W, TEXT_H, LABEL_PAD = 6, 9, 1  # bitmap font: 6 px per character, 9 rows of ink
+CORNER_CELL = 21  # the corner squares no shape reaches (slots + radius + jitter stay outside)
 OBJECT_COUNT_WEIGHTS = {1: 3.0, 2: 3.0, 3: 2.5, 4: 1.5}
 REPEAT_KIND_PROB = 0.45  # chance that a further object repeats an earlier kind (makes counts > 1)
 NOISE_LEVELS = (0, 0, 0, 4, 8, 12)  # +- amplitude of the background noise, 0 = plain
@@ -43,10 +44,17 @@ class Obj:
         return RADIUS[self.size]
 
 
+def label_size(text: str) -> tuple[int, int]:
+    """(width, height) of a label box on the grid."""
+    return CHAR_W * len(text) + 2 * LABEL_PAD, TEXT_H + 2 * LABEL_PAD
+
+
 @dataclass(frozen=True)
 class Label:
     text: str
     corner: str
+    dx: int = 0  # offset from the image corner towards the centre, grid units (0 .. CORNER_CELL - size)
+    dy: int = 0
 
     @property
     def kind(self) -> str:
@@ -54,9 +62,9 @@ class Label:
 
     def box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the white label box on the grid, x1/y1 exclusive."""
-        w, h = CHAR_W * len(self.text) + 2 * LABEL_PAD, TEXT_H + 2 * LABEL_PAD
-        x0 = 1 if "left" in self.corner else GRID - 1 - w
-        y0 = 1 if "top" in self.corner else GRID - 1 - h
+        w, h = label_size(self.text)
+        x0 = self.dx if "left" in self.corner else GRID - self.dx - w
+        y0 = self.dy if "top" in self.corner else GRID - self.dy - h
         return x0, y0, x0 + w, y0 + h
 
 
@@ -83,15 +91,27 @@ class Scene:
         return list(out.values())
 
     def key(self) -> str:
-        """Semantic identity (what a caption or question can tell apart); ignores jitter and noise."""
+        """Semantic identity (what a caption or question can tell apart); ignores offsets and noise."""
         objs = sorted((o.shape, o.colour, o.size, o.position) for o in self.objects)
         label = [self.label.text, self.label.corner] if self.label else None
         return json.dumps([objs, self.background, label])
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["objects"] = [asdict(o) for o in self.objects]
-        return d
+        objects = [{"shape": o.shape, "colour": o.colour, "size": o.size, "position": o.position, "dx": o.dx,
+                    "dy": o.dy} for o in self.objects]
+        label = None
+        if self.label is not None:
+            label = {"text": self.label.text, "corner": self.label.corner, "dx": self.label.dx, "dy": self.label.dy}
+        return {"objects": objects, "background": self.background, "label": label, "noise": self.noise,
+                "noise_seed": self.noise_seed}
+
+
+def scene_from_dict(d: dict) -> Scene:
+    """Inverse of `Scene.to_dict` (extra keys such as "label_box" are ignored)."""
+    lab = d.get("label")
+    label = Label(lab["text"], lab["corner"], lab["dx"], lab["dy"]) if lab else None
+    objects = tuple(Obj(o["shape"], o["colour"], o["size"], o["position"], o["dx"], o["dy"]) for o in d["objects"])
+    return Scene(objects, d["background"], label, d["noise"], d["noise_seed"])
 
 
 def _sample_objects(rng: random.Random) -> tuple[Obj, ...]:
@@ -113,11 +133,17 @@ def _sample_objects(rng: random.Random) -> tuple[Obj, ...]:
     return tuple(objects)
 
 
+def _sample_label(rng: random.Random) -> Label:
+    text = rng.choice(g.LABEL_TEXTS)
+    w, h = label_size(text)
+    return Label(text, rng.choice(g.CORNERS), rng.randint(0, CORNER_CELL - w), rng.randint(0, CORNER_CELL - h))
+
+
 def sample_scene(rng: random.Random, label_prob: float = 0.5, exclude=frozenset()) -> Scene:
     """A random scene whose `key()` is not in `exclude` (held-out scenes)."""
     for _ in range(10_000):
         objects = _sample_objects(rng)
-        label = Label(rng.choice(g.LABEL_TEXTS), rng.choice(g.CORNERS)) if rng.random() < label_prob else None
+        label = _sample_label(rng) if rng.random() < label_prob else None
         scene = Scene(objects, rng.choice(g.BACKGROUNDS), label, rng.choice(NOISE_LEVELS), rng.getrandbits(32))
         if scene.key() not in exclude:
             return scene

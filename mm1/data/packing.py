@@ -1,0 +1,82 @@
+"""Rows of training sequences: one example per row (padded), or several packed per row.
+
+Packing places examples first-fit into a few open rows of `seq_len` tokens.
+Packed documents restart their position ids at 0 and carry a segment id, from
+which the model builds a block-diagonal causal mask: no token attends across
+documents. Padding has segment id 0.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import torch
+
+from mm1.data.batch import Batch
+from mm1.data.image import preprocess
+from mm1.data.sequence import IGNORE, Example
+
+
+class Packer:
+    """First-fit into at most `open_rows` rows; `add` returns a row when one has to be closed.
+    `rows` (the open rows) is part of the loader's saved position."""
+
+    def __init__(self, seq_len: int, open_rows: int, rows: list[list[Example]] | None = None):
+        self.seq_len, self.open_rows = seq_len, open_rows
+        self.rows: list[list[Example]] = rows or []
+
+    def add(self, ex: Example) -> list[Example] | None:
+        for row in self.rows:
+            if sum(map(len, row)) + len(ex) <= self.seq_len:
+                row.append(ex)
+                return None
+        closed = None
+        if len(self.rows) == self.open_rows:
+            fullest = max(range(len(self.rows)), key=lambda i: sum(map(len, self.rows[i])))
+            closed = self.rows.pop(fullest)
+        self.rows.append([ex])
+        return closed
+
+
+def pack(examples: Iterable[Example], seq_len: int, open_rows: int) -> Iterator[list[Example]]:
+    """Yield rows (lists of examples whose lengths sum to at most seq_len)."""
+    packer = Packer(seq_len, open_rows)
+    for ex in examples:
+        row = packer.add(ex)
+        if row is not None:
+            yield row
+
+
+def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length: int | None = None) -> Batch:
+    """Rows -> Batch, right-padded to `length` (default: the longest row)."""
+    length = length or max(sum(map(len, row)) for row in rows)
+    shape = (len(rows), length)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE, dtype=torch.long)
+    attention_mask = torch.zeros(shape, dtype=torch.long)
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    segment_ids = torch.zeros(shape, dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for doc, ex in enumerate(row, start=1):
+            end = start + len(ex)
+            input_ids[r, start:end] = torch.tensor(ex.input_ids)
+            labels[r, start:end] = torch.tensor(ex.labels)
+            position_ids[r, start:end] = torch.arange(len(ex))
+            segment_ids[r, start:end] = doc
+            start = end
+        attention_mask[r, :start] = 1
+    pixels = [preprocess(img, image_size) for row in rows for ex in row for img in ex.images]
+    images = torch.stack(pixels) if pixels else torch.zeros((0, 3, image_size, image_size))
+    packed = any(len(row) > 1 for row in rows)
+    return Batch(input_ids, labels, attention_mask, images,
+                 position_ids=position_ids if packed else None, segment_ids=segment_ids if packed else None,
+                 sources=[ex.source for row in rows for ex in row], keys=[ex.key for row in rows for ex in row])
+
+
+def collate(examples: list[Example], pad_id: int, image_size: int) -> Batch:
+    """One example per row."""
+    return collate_rows([[ex] for ex in examples], pad_id, image_size)
+
+
+def packing_efficiency(batch: Batch) -> float:
+    return float(batch.attention_mask.float().mean())

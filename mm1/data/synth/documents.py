@@ -1,0 +1,106 @@
+"""Interleaved image-text documents (OBELICS-style) built from scenes.
+
+A document is a list of parts, each a text string or a `Scene` (an image
+slot). Four kinds teach different things:
+  story   - prose that refers to the pictures by position and compares them;
+  vqa     - few-shot VQA: "<image> question: ... short answer: ..." repeated;
+  caption - few-shot captioning: "<image> output: ..." repeated;
+  textvqa - few-shot questions about the small label text.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable, Union
+
+from mm1.data.synth import grammar as g
+from mm1.data.synth.describe import be, caption, label_sentence, objects_phrase
+from mm1.data.synth.questions import QUESTION_WEIGHTS, ask, ask_text
+from mm1.data.synth.scene import Scene
+
+Part = Union[str, Scene]
+NewScene = Callable[[float], Scene]  # label probability -> a fresh scene
+DOC_KIND_WEIGHTS = {"story": 3, "vqa": 3, "caption": 2, "textvqa": 2}
+IMAGES_PER_DOC = (2, 3, 4)
+
+
+def _describe_nth(scene: Scene, i: int, n: int, rng: random.Random) -> str:
+    objects = objects_phrase(scene, rng)
+    if i == 0:
+        templates = g.DOC_FIRST
+    elif i == n - 1:
+        templates = g.DOC_LAST
+    else:
+        templates = g.DOC_NEXT
+    text = rng.choice(templates).format(objects=objects, be=be(objects), ordinal=g.ORDINALS[i])
+    if scene.label is not None and rng.random() < 0.5:
+        text += " " + rng.choice(g.DOC_LABEL).format(text=scene.label.text)
+    return text
+
+
+def _comparisons(scenes: list[Scene], a: int, b: int) -> list[str]:
+    """Every true comparison sentence about pictures a and b."""
+    out = []
+    na, nb = len(scenes[a].objects), len(scenes[b].objects)
+    if na != nb:
+        more, less = (a, b) if na > nb else (b, a)
+        out.append(g.DOC_COMPARE["more"].format(a=g.ORDINALS[more], b=g.ORDINALS[less]))
+    else:
+        out.append(g.DOC_COMPARE["same"].format(a=g.ORDINALS[a], b=g.ORDINALS[b]))
+    shared = sorted({(o.colour, o.shape) for o in scenes[a].objects} & {(o.colour, o.shape) for o in scenes[b].objects})
+    for colour, shape in shared:
+        obj = f"{g.article(colour)} {colour} {shape}"
+        out.append(g.DOC_COMPARE["both"].format(a=g.ORDINALS[a], b=g.ORDINALS[b], object=obj))
+    labelled = [i for i in (a, b) if scenes[i].label is not None]
+    if len(labelled) == 1 and all(s.label is None for i, s in enumerate(scenes) if i != labelled[0]):
+        out.append(g.DOC_COMPARE["only_label"].format(a=g.ORDINALS[labelled[0]]))
+    return out
+
+
+def story(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
+    scenes = [new_scene(0.3) for _ in range(n)]
+    parts: list[Part] = []
+    if rng.random() < 0.5:
+        parts.append(rng.choice(g.DOC_INTRO).format(n=g.NUMBER_WORDS[n]))
+    for i, scene in enumerate(scenes):
+        parts += [scene, _describe_nth(scene, i, n, rng)]
+    if rng.random() < 0.7:
+        a, b = sorted(rng.sample(range(n), 2))
+        parts[-1] += " " + rng.choice(_comparisons(scenes, a, b))
+    return parts
+
+
+def fewshot_vqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
+    kinds = [rng.choice(list(QUESTION_WEIGHTS))] if rng.random() < 0.5 else None  # one task, or mixed
+    parts: list[Part] = []
+    while len(parts) < 2 * n:
+        scene = new_scene(0.5)
+        qa = ask(scene, rng, kinds)
+        if qa is not None:  # else the scene cannot answer this task; draw another
+            parts += [scene, g.FEWSHOT_VQA.format(question=qa.question, answer=qa.answer)]
+    return parts
+
+
+def fewshot_caption(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
+    parts: list[Part] = []
+    for _ in range(n):
+        scene = new_scene(0.5)
+        parts += [scene, g.FEWSHOT_CAPTION.format(caption=caption(scene, rng))]
+    return parts
+
+
+def fewshot_textvqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
+    parts: list[Part] = []
+    for _ in range(n):
+        scene = new_scene(1.0)
+        qa = ask_text(scene, rng)
+        parts += [scene, g.FEWSHOT_VQA.format(question=qa.question, answer=qa.answer)]
+    return parts
+
+
+BUILDERS = {"story": story, "vqa": fewshot_vqa, "caption": fewshot_caption, "textvqa": fewshot_textvqa}
+
+
+def document(new_scene: NewScene, rng: random.Random) -> tuple[str, list[Part]]:
+    """(kind, parts) of one random interleaved document with 2-4 images."""
+    kind = rng.choices(list(DOC_KIND_WEIGHTS), weights=list(DOC_KIND_WEIGHTS.values()))[0]
+    return kind, BUILDERS[kind](rng.choice(IMAGES_PER_DOC), new_scene, rng)

@@ -1,0 +1,163 @@
+"""Question/answer pairs about a scene, and simulated human answers for the VQA metric.
+
+A `QA` knows its VQAv2 `question_type` (its opening words, e.g. "how many")
+and `answer_type` ("yes/no", "number" or "other").
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from mm1.data.synth import grammar as g
+from mm1.data.synth.scene import Scene
+
+# How often each kind of question is asked (kinds impossible for a scene are skipped).
+QUESTION_WEIGHTS = {
+    "colour": 3, "shape": 2, "count_shape": 2, "count_colour": 1, "count_all": 1,
+    "position": 2, "size": 1, "exists": 2, "background": 1,
+}
+
+
+@dataclass(frozen=True)
+class QA:
+    kind: str  # a key of grammar.QUESTIONS
+    question: str
+    answer: str
+    question_type: str
+    answer_type: str
+    variant_kind: str  # a key of grammar.ANSWER_VARIANTS
+
+
+# VQAv2-style question types: the question's opening words, longest match wins.
+QUESTION_TYPES = (
+    "how many", "what colour is the", "which colour is the", "what shape is the", "which shape is", "where is the",
+    "what size is the", "is the", "is there a", "is there an", "are there any", "what does the", "what is written",
+    "what word is", "what number is",
+)
+
+
+def question_type(question: str) -> str:
+    matches = [t for t in QUESTION_TYPES if question.startswith(t + " ")]
+    if not matches:
+        raise ValueError(f"no question type for {question!r}; add its opening words to QUESTION_TYPES")
+    return max(matches, key=len)
+
+
+def _qa(kind, template, fields, answer, answer_type, variant_kind) -> QA:
+    question = template.format(**fields)
+    return QA(kind, question, answer, question_type(question), answer_type, variant_kind)
+
+
+def _unique(scene: Scene, attr: str) -> list:
+    """Objects whose value of attr ('shape', 'colour', ...) no other object shares."""
+    counts = Counter(getattr(o, attr) for o in scene.objects)
+    return [o for o in scene.objects if counts[getattr(o, attr)] == 1]
+
+
+def _ask_colour(scene, rng, t):
+    objs = _unique(scene, "shape")
+    if objs:
+        o = rng.choice(objs)
+        return _qa("colour", t, {"shape": o.shape}, o.colour, "other", "colour")
+    return None
+
+
+def _ask_shape(scene, rng, t):
+    objs = _unique(scene, "colour")
+    if objs:
+        o = rng.choice(objs)
+        return _qa("shape", t, {"colour": o.colour}, o.shape, "other", "shape")
+    return None
+
+
+def _ask_count_shape(scene, rng, t):
+    shape = rng.choice(g.SHAPES)
+    return _qa("count_shape", t, {"plural": g.PLURALS[shape]}, str(scene.count(shape=shape)), "number", "number")
+
+
+def _ask_count_colour(scene, rng, t):
+    colour = rng.choice([o.colour for o in scene.objects] + list(g.COLOURS))
+    return _qa("count_colour", t, {"colour": colour}, str(scene.count(colour=colour)), "number", "number")
+
+
+def _ask_count_all(scene, rng, t):
+    return _qa("count_all", t, {}, str(len(scene.objects)), "number", "number")
+
+
+def _ask_attribute(kind):
+    """Position or size of an object named by colour and shape (that pair must be unique)."""
+    def ask_it(scene, rng, t):
+        objs = [o for o in scene.objects if scene.count(o.shape, o.colour) == 1]
+        if objs:
+            o = rng.choice(objs)
+            return _qa(kind, t, {"colour": o.colour, "shape": o.shape}, getattr(o, kind), "other", kind)
+        return None
+    return ask_it
+
+
+def _ask_exists(scene, rng, t):
+    if rng.random() < 0.5:  # about a present object
+        o = rng.choice(scene.objects)
+        shape, colour = o.shape, o.colour
+    else:
+        shape, colour = rng.choice(g.SHAPES), rng.choice(g.COLOURS)
+    present = scene.count(shape, colour if "{colour}" in t else None) > 0
+    fields = {"article": g.article(colour), "colour": colour, "shape": shape, "plural": g.PLURALS[shape]}
+    return _qa("exists", t, fields, g.YES_NO[0] if present else g.YES_NO[1], "yes/no", "yes/no")
+
+
+def _ask_background(scene, rng, t):
+    return _qa("background", t, {}, scene.background, "other", "colour")
+
+
+ASKERS = {
+    "colour": _ask_colour, "shape": _ask_shape, "count_shape": _ask_count_shape,
+    "count_colour": _ask_count_colour, "count_all": _ask_count_all, "position": _ask_attribute("position"),
+    "size": _ask_attribute("size"), "exists": _ask_exists, "background": _ask_background,
+}
+
+
+def ask(scene: Scene, rng: random.Random, kinds=None) -> QA | None:
+    """A random question about the scene's shapes, of one of `kinds` (default: all).
+
+    Kinds are tried in a weighted random order; None when none of them fits the
+    scene (e.g. "colour" needs a shape that occurs once).
+    """
+    remaining = list(kinds or QUESTION_WEIGHTS)
+    while remaining:
+        kind = rng.choices(remaining, weights=[QUESTION_WEIGHTS[k] for k in remaining])[0]
+        remaining.remove(kind)
+        qa = ASKERS[kind](scene, rng, rng.choice(g.QUESTIONS[kind]))
+        if qa is not None:
+            return qa
+    return None
+
+
+def ask_text(scene: Scene, rng: random.Random) -> QA:
+    """A question about the small rendered label (the scene must have one)."""
+    label = scene.label
+    if label is None:
+        raise ValueError("ask_text needs a scene with a label")
+    t = rng.choice(g.QUESTIONS["text"])
+    return _qa("text", t, {"corner": label.corner, "kind": label.kind}, label.text, "other", "text")
+
+
+def _variants(qa: QA) -> list[str]:
+    fields = {
+        "answer": qa.answer,
+        "word": g.NUMBER_WORDS[int(qa.answer)] if qa.answer.isdigit() and int(qa.answer) <= 10 else qa.answer,
+        "phrase": g.POSITION_PHRASES.get(qa.answer, qa.answer),
+        "synonym": g.SIZE_SYNONYMS.get(qa.answer, qa.answer),
+        "kind": "number" if qa.answer.isdigit() else "word",
+    }
+    return [t.format(**fields) for t in g.ANSWER_VARIANTS[qa.variant_kind]]
+
+
+def human_answers(qa: QA, rng: random.Random, n: int = 10) -> list[str]:
+    """n annotator answers: mostly the true answer, a few rewordings (VQA normalisation matters)."""
+    variants = _variants(qa)
+    n_main = n if not variants else rng.choice([n, n - 1, n - 2, n - 2, n - 3])
+    answers = [qa.answer] * n_main + [rng.choice(variants) for _ in range(n - n_main)]
+    rng.shuffle(answers)
+    return answers
