@@ -104,6 +104,7 @@ class DataConfig:
     packing: bool = True  # pack several documents per sequence (attention never crosses documents)
     max_images_per_seq: int = 4
     num_workers: int = 0  # dataloader worker processes
+    max_skip_rate: float = 0.05  # stop the run when more than this share of samples is unusable
     seed: int = 0
 
 

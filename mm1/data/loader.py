@@ -34,10 +34,12 @@ class SourceReader:
         state = state or {}
         self.epoch, self.shard, self.offset = state.get("epoch", 0), state.get("shard", 0), state.get("offset", 0)
         self.skips = Counter(state.get("skips", {}))
+        self.read = state.get("read", 0)  # raw samples read, for the skip rate
         self._docs = self._iterate()
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "skips": dict(self.skips)}
+        return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "skips": dict(self.skips),
+                "read": self.read}
 
     def __next__(self) -> Document:
         return next(self._docs)
@@ -56,6 +58,7 @@ class SourceReader:
                     if index < self.offset:
                         continue
                     self.offset = index + 1
+                    self.read += 1
                     doc = self.decode(sample, self.name, self.skips)
                     if doc is not None:
                         produced += 1
@@ -178,6 +181,23 @@ class Loader:
             for source in position["sources"].values():
                 total.update(source["skips"])
         return total
+
+    def samples_read(self) -> int:
+        return sum(src.get("read", 0) for pos in self.state["slots"].values() for src in pos["sources"].values())
+
+
+class SkipRateExceeded(RuntimeError):
+    """Too large a share of the input was unusable: the data is probably broken."""
+
+
+def check_skip_rate(loader: Loader, limit: float, min_samples: int = 200) -> None:
+    read, skips = loader.samples_read(), loader.skips()
+    skipped = sum(skips.values())
+    if read >= min_samples and skipped > limit * read:
+        raise SkipRateExceeded(
+            f"{skipped} of {read} samples were skipped ({skipped / read:.1%} > data.max_skip_rate = {limit:.1%}); "
+            f"by reason: {dict(skips)}"
+        )
 
 
 def build_loader(cfg: Config, tokenizer, rank: int = 0, world_size: int = 1, state: Optional[dict] = None) -> Loader:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
+from mm1.data.loader import check_skip_rate
 from mm1.model.mm1 import MM1Model
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.optim import lr_at
@@ -165,6 +166,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{result.loss:.3f}", skipped=self.skipped_steps, refresh=False)
                 self._log(result)
                 self._check_faults()
+                check_skip_rate(self.loader, self.cfg.data.max_skip_rate)
                 self._maybe_evaluate()
                 if self._stop_requested(stop):
                     path = self.save()

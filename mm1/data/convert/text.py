@@ -1,8 +1,9 @@
 """Text JSON lines ({"text": ...} per line) -> text shards (`KEY.txt`).
 
-Blank lines are passed over. Left out and counted: lines that are not a JSON
-object or not UTF-8 (`bad_line`), objects without the text field (`missing_text`),
-a text that is not a string (`non_string_text`) or is only whitespace (`empty_text`).
+Blank lines are passed over. Left out and counted: lines that are not UTF-8 or
+not a JSON object, or whose text UTF-8 cannot encode (a lone surrogate; `bad_line`),
+objects without the text field (`missing_text`), a text that is not a string
+(`non_string_text`) or is only whitespace (`empty_text`).
 """
 from __future__ import annotations
 
