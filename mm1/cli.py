@@ -56,11 +56,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_not_yet(args) -> int:
-    print(f"mm1 {args.command}: not available yet in this version", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mm1", description="MM1-style multimodal LLM pre-training and ablations.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -96,9 +91,11 @@ def parser() -> argparse.ArgumentParser:
     from mm1.eval.command import register as register_eval
 
     register_eval(sub)
-    p = sub.add_parser("ablate", help="(not available yet)", description="Not available yet in this version.")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_yet)
+    from mm1.ablate.command import register as register_ablate
+    from mm1.bench.command import register as register_bench
+
+    register_ablate(sub)
+    register_bench(sub)
     return root
 
 
