@@ -6,6 +6,7 @@ import torch
 from mm1.config.schema import Config
 from mm1.model.decoder import embedding_param_count
 from mm1.model.mm1 import MM1Model
+from mm1.model.moe import inactive_expert_params
 from mm1.tokenizer import IMAGE_TOKEN, build_tokenizer
 
 
@@ -36,6 +37,7 @@ def param_counts(model: MM1Model) -> dict[str, int]:
         "connector": count(model.connector),
         "decoder": decoder,
         "decoder_non_embedding": decoder - embedding_param_count(model.decoder),
+        "decoder_active": decoder - inactive_expert_params(model.decoder),  # used per token (MoE: top-k experts)
         "total": count(model),
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }

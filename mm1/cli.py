@@ -26,7 +26,7 @@ def cmd_pretrain(args) -> int:
 def cmd_info(args) -> int:
     from mm1.info import format_info, info
 
-    result = info(load_config(args.recipe, args.overrides))
+    result = info(load_config(args.recipe, args.overrides), gpus=args.gpus)
     print(json.dumps(result) if args.json else format_info(result))
     return 0
 
@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Build the recipe's model on the meta device and print its size.")
     _recipe_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs for the memory-per-GPU estimate (default 8)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("data", help="data tools", description="Data tools.")

@@ -1,13 +1,41 @@
-"""`mm1 info`: parameter counts and image-token budget, built on the meta device (no memory)."""
+"""`mm1 info`: parameters, FLOPs and memory per GPU of a recipe, built on the meta device (no memory).
+
+Parameters: total per part, and `decoder_active`, the decoder parameters one token uses
+(an MoE block counts its router and top_k of its num_experts experts).
+
+FLOPs, for training (forward + backward = 3x forward), counting 2 FLOPs per multiply-add
+of matmuls and convolutions only:
+  flops_per_token = 6 * N_active + 12 * n_layers * d_attn * seq_len
+    N_active = `decoder_active` minus the input embedding table (a lookup; the output head
+      is a matmul and counts, tied or not);
+    12 * n_layers * d_attn * seq_len = the attention scores QK^T and the weighted sum AV at
+      full length (d_attn = heads * head_dim), PaLM's MFU convention: a causal kernel skips
+      about half of it.
+  flops_per_image = the vision encoder's and the connector's forward FLOPs, counted by
+    torch.utils.flop_counter on the meta device, times 3 (times 1 for a frozen encoder, which
+    needs no backward). A training sequence costs seq_len * flops_per_token plus
+    flops_per_image for each image it holds.
+
+Memory per GPU, FSDP2 with fp32 master weights (model states only, activations excluded):
+  sharded   = (16 bytes per trainable parameter: fp32 weight, fp32 gradient, AdamW's two fp32
+               moments; 4 bytes per frozen one) / dp_shard
+  gathered  = compute-dtype bytes (2 for bf16, 4 for fp32) x (the parameters outside the
+               repeated blocks, which stay gathered for the step, + 2 x the largest block:
+               the one computing and the one prefetched)
+  dp_shard comes from `--gpus N`: parallel.dp_shard if set, else N / parallel.dp_replicate.
+"""
 from __future__ import annotations
 
 import copy
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from mm1.build import param_counts
-from mm1.config import Config
+from mm1.config import Config, ConfigError
 from mm1.model.mm1 import MM1Model
+
+GIB = 2**30
 
 
 def _vocab_size(cfg: Config) -> int:
@@ -31,11 +59,62 @@ def meta_model(cfg: Config) -> MM1Model:
         return MM1Model(cfg.model, _vocab_size(cfg), image_token_id=0, decoder_hf_cfg=decoder_hf_cfg)
 
 
-def info(cfg: Config) -> dict:
+def _numel(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def decoder_flops_per_token(decoder: torch.nn.Module, active_params: int, seq_len: int) -> int:
+    """Training FLOPs per token of a transformers decoder; see the module docstring."""
+    c = decoder.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    emb, head = decoder.get_input_embeddings().weight, decoder.get_output_embeddings().weight
+    matmul_params = active_params - (0 if head is emb else emb.numel())
+    return 6 * matmul_params + 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * seq_len
+
+
+def image_flops(model: MM1Model) -> int:
+    """Training FLOPs of one image through the encoder and connector, counted on the meta device."""
+    size = model.cfg.vision.image_size
+    image = torch.empty(1, 3, size, size, device="meta")  # (1, 3, H, W)
+    with FlopCounterMode(display=False) as vision_count:
+        features = model.vision(image)  # (1, P, Dv)
+    with FlopCounterMode(display=False) as connector_count:
+        model.connector(features)  # (1, T, D)
+    vision_factor = 1 if model.cfg.vision.freeze else 3
+    return vision_factor * vision_count.get_total_flops() + 3 * connector_count.get_total_flops()
+
+
+def memory_per_gpu(cfg: Config, model: MM1Model, gpus: int) -> dict:
+    """Model-state memory per GPU under FSDP2; see the module docstring."""
+    par = cfg.parallel
+    shard = gpus // par.dp_replicate if par.dp_shard == -1 else par.dp_shard
+    if gpus <= 0 or par.dp_replicate * shard != gpus:
+        raise ConfigError(f"parallel.dp_replicate ({par.dp_replicate}) x parallel.dp_shard ({shard}) must equal "
+                          f"--gpus ({gpus})")
+    from mm1.train.parallelize import blocks  # the FSDP units
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = _numel(model)
+    unit_sizes = [_numel(b) for b in blocks(model)]
+    compute_bytes = 4 if cfg.train.precision == "fp32" else 2  # auto = bf16 on the GPUs this estimates
+    sharded = (16 * trainable + 4 * (total - trainable)) / shard
+    gathered = compute_bytes * (total - sum(unit_sizes) + 2 * max(unit_sizes))
+    return {"gpus": gpus, "dp_replicate": par.dp_replicate, "dp_shard": shard,
+            "compute_dtype": "fp32" if compute_bytes == 4 else "bf16",
+            "sharded_states_gib": round(sharded / GIB, 2), "gathered_params_gib": round(gathered / GIB, 2),
+            "total_gib": round((sharded + gathered) / GIB, 2)}
+
+
+def info(cfg: Config, gpus: int = 8) -> dict:
     model = meta_model(cfg)
     v = cfg.model.vision
+    params = param_counts(model)
+    active = params["decoder_active"]
     return {
-        "params": param_counts(model),
+        "params": params,
+        "flops_per_token": decoder_flops_per_token(model.decoder, active, cfg.data.seq_len),
+        "flops_per_image": image_flops(model),
+        "memory_per_gpu": memory_per_gpu(cfg, model, gpus),
         "tokens_per_image": cfg.model.connector.num_tokens,
         "patches_per_image": model.vision.num_patches,
         "image_size": v.image_size,
@@ -45,14 +124,29 @@ def info(cfg: Config) -> dict:
     }
 
 
+def _count(n: int) -> str:
+    return f"{n:>16,}  ({n / 1e9:,.2f}B)" if n >= 1e9 else f"{n:>16,}  ({n / 1e6:,.1f}M)"
+
+
 def format_info(result: dict) -> str:
     p = result["params"]
-    lines = [f"{'part':<24}{'parameters':>16}"]
-    for key in ("vision", "connector", "decoder", "decoder_non_embedding", "total", "trainable"):
-        lines.append(f"{key:<24}{p[key]:>16,}  ({p[key] / 1e6:,.1f}M)")
+    rows = [("vision", p["vision"], p["vision"]), ("connector", p["connector"], p["connector"]),
+            ("decoder", p["decoder"], p["decoder_active"]),
+            ("total", p["total"], p["total"] - p["decoder"] + p["decoder_active"])]
+    lines = [f"{'part':<24}{'parameters':>16}{'active per token':>35}"]
+    lines += [f"{name:<24}{_count(total)} {_count(active)}" for name, total, active in rows]
+    lines += [f"{'trainable':<24}{_count(p['trainable'])}",
+              f"{'decoder_non_embedding':<24}{_count(p['decoder_non_embedding'])}"]
+    m = result["memory_per_gpu"]
     lines += [
         f"image: {result['image_size']} px, {result['patches_per_image']} patches -> "
         f"{result['tokens_per_image']} tokens ({result['connector']})",
         f"sequence: {result['seq_len']} tokens, up to {result['max_images_per_seq']} images",
+        f"training FLOPs: {result['flops_per_token']:.3e} per token (decoder), "
+        f"{result['flops_per_image']:.3e} per image (encoder + connector)",
+        f"memory per GPU (FSDP2, {m['gpus']} GPUs = {m['dp_replicate']} x {m['dp_shard']} shards, "
+        f"{m['compute_dtype']}): "
+        f"{m['total_gib']:.1f} GiB = {m['sharded_states_gib']:.1f} sharded weights/grads/AdamW "
+        f"+ {m['gathered_params_gib']:.1f} gathered; activations not included",
     ]
     return "\n".join(lines)

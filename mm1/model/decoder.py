@@ -1,10 +1,13 @@
-"""Decoder: a transformers causal LM, random init from dims or a local HF directory."""
+"""Decoder: a transformers causal LM, random init from dims or a local HF directory,
+optionally with MoE feed-forwards swapped into every `moe.every`-th layer."""
 from __future__ import annotations
 
 import transformers
 from torch import nn
 
-from mm1.config.schema import DecoderConfig
+from mm1.config.schema import DecoderConfig, MoEConfig
+from mm1.config.tree import ConfigError
+from mm1.model.moe import MoEFeedForward
 
 # arch name -> (transformers config class, causal-LM class)
 ARCHS: dict[str, tuple[type, type]] = {
@@ -36,7 +39,16 @@ def build_decoder(cfg: DecoderConfig, vocab_size: int, hf_cfg=None) -> nn.Module
 
     `hf_cfg` (a transformers config) builds that architecture with random init,
     which is how a saved checkpoint is rebuilt without the original directory.
+    With `cfg.moe` set, the dense model (random or pretrained) gets its MoE layers
+    afterwards, so a dense checkpoint is upcycled and a saved MoE one is rebuilt.
     """
+    model = build_dense_decoder(cfg, vocab_size, hf_cfg)
+    if cfg.moe is not None:
+        add_moe_layers(model, cfg.moe)
+    return model
+
+
+def build_dense_decoder(cfg: DecoderConfig, vocab_size: int, hf_cfg=None) -> nn.Module:
     if hf_cfg is not None:
         return transformers.AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa")
     if cfg.pretrained:
@@ -48,6 +60,19 @@ def build_decoder(cfg: DecoderConfig, vocab_size: int, hf_cfg=None) -> nn.Module
         return model
     _, model_cls = ARCHS[cfg.arch]
     return model_cls(hf_config(cfg, vocab_size))
+
+
+def add_moe_layers(model: nn.Module, moe: MoEConfig) -> None:
+    """Swap the MLP of layers every-1, 2*every-1, ... for an MoE block (in place)."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise ConfigError(f"model.decoder.moe: {type(model).__name__} has no model.layers to put MoE blocks in")
+    if not 1 <= moe.every <= len(layers):
+        raise ConfigError(f"model.decoder.moe.every: {moe.every} is out of range; allowed: 1..{len(layers)} "
+                          f"(the decoder's layer count)")
+    init_std = getattr(model.config, "initializer_range", 0.02)
+    for i in range(moe.every - 1, len(layers), moe.every):
+        layers[i].mlp = MoEFeedForward.from_dense(layers[i].mlp, moe, init_std)
 
 
 def embedding_param_count(decoder: nn.Module) -> int:

@@ -1,0 +1,183 @@
+"""The mixture-of-experts decoder: routing, losses, dispatch, capacity, upcycling, training."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import transformers
+
+import mm1
+from mm1.cli import main
+from mm1.config import ConfigError, load_config
+from mm1.config.schema import DecoderConfig, MoEConfig
+from mm1.model.decoder import add_moe_layers, build_decoder
+from mm1.model.moe import MoEFeedForward, balance_loss, collect_aux, moe_layers, route, z_loss
+from mm1.train.metrics import read_metrics
+from tests.conftest import ROOT
+
+TINY_MOE = ROOT / "recipes" / "tiny_moe.yaml"
+D, F_, E = 32, 48, 4  # width, expert width, experts
+
+
+def block(top_k=2, capacity_factor=None, init="random", seed=0) -> MoEFeedForward:
+    torch.manual_seed(seed)
+    dense = transformers.models.llama.modeling_llama.LlamaMLP(
+        transformers.LlamaConfig(hidden_size=D, intermediate_size=F_))
+    cfg = MoEConfig(num_experts=E, top_k=top_k, capacity_factor=capacity_factor, init=init)
+    return MoEFeedForward.from_dense(dense, cfg, init_std=0.2)
+
+
+def naive(moe: MoEFeedForward, x: torch.Tensor, capacity=None) -> tuple[torch.Tensor, int]:
+    """Token by token, choice by choice: first choices claim expert slots before second choices."""
+    flat = x.reshape(-1, D)  # (N, D)
+    weights, experts, _ = route(moe.router_logits(flat), moe.cfg.top_k)
+    y, used, dropped = torch.zeros_like(flat), [0] * E, 0
+    ex = moe.experts
+    for j in range(moe.cfg.top_k):
+        for n in range(flat.shape[0]):
+            e = int(experts[n, j])
+            if capacity is not None and used[e] >= capacity:
+                dropped += 1
+                continue
+            used[e] += 1
+            h = ex.act_fn(flat[n] @ ex.gate_proj[e].T) * (flat[n] @ ex.up_proj[e].T)
+            y[n] += weights[n, j] * (h @ ex.down_proj[e].T)
+    return y.reshape(x.shape), dropped
+
+
+def test_each_token_goes_to_k_distinct_experts_with_weights_summing_to_one():
+    logits = torch.randn(64, 8)
+    for k in (1, 2, 3):
+        weights, experts, probs = route(logits, k)
+        assert weights.shape == experts.shape == (64, k)
+        assert all(len(set(row.tolist())) == k for row in experts)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(64))
+        top = probs.sort(-1, descending=True).values[:, :k]  # the k largest probabilities, renormalised
+        torch.testing.assert_close(weights, top / top.sum(-1, keepdim=True))
+    moe = block()
+    moe(torch.randn(2, 10, D))
+    assert int(moe.stats.tokens_per_expert.sum()) == 2 * 10 * 2
+
+
+def test_balance_loss_is_one_for_a_uniform_router_and_grows_with_imbalance():
+    torch.manual_seed(0)
+    uniform = torch.zeros(256, E)
+    _, experts, probs = route(uniform, 2)
+    assert balance_loss(probs, experts, E).item() == pytest.approx(1.0)
+    base = torch.randn(256, E)
+    losses = []
+    for bias in (0.0, 1.0, 2.0, 4.0, 8.0):
+        _, experts, probs = route(base + bias * torch.eye(E)[0], 2)
+        losses.append(balance_loss(probs, experts, E).item())
+    assert losses[0] == pytest.approx(1.0, abs=0.1)
+    assert all(a < b for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] > 1.8  # expert 0 takes every token's first slot and nearly all the probability
+
+
+def test_z_loss_matches_its_formula():
+    logits = torch.randn(50, E) * 3
+    expected = sum(math.log(sum(math.exp(v) for v in row)) ** 2 for row in logits.double().tolist()) / 50
+    assert z_loss(logits).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("capacity_factor", [None, 1.0])
+def test_dispatch_equals_a_naive_per_token_reference(capacity_factor):
+    moe = block(capacity_factor=capacity_factor)
+    x = torch.randn(3, 20, D) + 0.5
+    with torch.no_grad():
+        moe.router.weight[0] += 0.3  # every first choice is expert 0, so a capacity of 30 binds
+        y = moe(x)
+        capacity = None if capacity_factor is None else math.ceil(capacity_factor * 60 * 2 / E)
+        expected, dropped = naive(moe, x, capacity)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    assert moe.stats.dropped_frac.item() == pytest.approx(dropped / 120)
+    assert (dropped > 0) == (capacity_factor is not None)
+
+
+def test_capacity_factor_drops_tokens_and_reports_the_fraction():
+    x = torch.randn(4, 16, D) + 1.0
+    fracs = []
+    for factor in (0.5, 1.0, float(E)):
+        moe = block(capacity_factor=factor)
+        with torch.no_grad():
+            moe.router.weight[0] = 0.5  # every token's first choice is expert 0
+            moe(x)
+        _, aux = collect_aux(moe)
+        fracs.append(aux["moe/dropped_frac"])
+        assert aux["moe/expert_load_max"] > 1.2
+    assert fracs[0] > fracs[1] > 0 and fracs[2] == 0.0  # factor E lets one expert take every assignment
+
+
+def test_gradients_reach_router_and_every_expert():
+    moe = block()
+    y = moe(torch.randn(2, 32, D))
+    aux_loss, aux = collect_aux(moe)
+    assert set(aux) >= {"moe/balance_loss", "moe/z_loss", "moe/dropped_frac", "moe/expert_load_max"}
+    (y.square().mean() + aux_loss).backward()
+    assert moe.router.weight.grad.abs().sum() > 0
+    for name in ("gate_proj", "up_proj", "down_proj"):
+        grad = getattr(moe.experts, name).grad  # (E, out, in)
+        assert all(grad[e].abs().sum() > 0 for e in range(E)), name
+    assert moe.stats is None and collect_aux(moe) == (None, None)  # statistics are taken once
+
+
+def tiny_decoder_cfg(**kw) -> DecoderConfig:
+    return DecoderConfig(hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=96,
+                         max_position_embeddings=32, **kw)
+
+
+def test_upcycled_moe_gives_the_dense_decoders_logits():
+    torch.manual_seed(0)
+    dense = build_decoder(tiny_decoder_cfg(), 97).eval()
+    ids = torch.randint(0, 97, (2, 24))
+    reference = dense(ids).logits  # (B, L, V)
+    for init, same in (("upcycle", True), ("random", False)):
+        moe = copy.deepcopy(dense)
+        add_moe_layers(moe, MoEConfig(num_experts=E, every=2, init=init))
+        assert [type(layer.mlp).__name__ for layer in moe.model.layers] == ["LlamaMLP", "MoEFeedForward"] * 2
+        with torch.no_grad():
+            logits = moe(ids).logits
+        assert torch.allclose(logits, reference, atol=1e-5) == same, init
+
+
+def test_a_local_dense_checkpoint_loads_and_upcycles(tmp_path):
+    torch.manual_seed(1)
+    hf = transformers.LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    dense = transformers.LlamaForCausalLM(hf).eval()
+    dense.save_pretrained(tmp_path / "dense")
+    moe = build_decoder(DecoderConfig(pretrained=str(tmp_path / "dense"), moe=MoEConfig(num_experts=E, every=4)), 97)
+    blocks = list(moe_layers(moe))
+    assert len(blocks) == 1 and moe.model.layers[3].mlp is blocks[0]
+    dense_ffn = dense.model.layers[3].mlp
+    for name in ("gate_proj", "up_proj", "down_proj"):
+        stacked = getattr(blocks[0].experts, name)  # (E, out, in)
+        assert all(torch.equal(stacked[e], getattr(dense_ffn, name).weight) for e in range(E))
+    ids = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(moe.eval()(ids).logits, dense(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.decoder.moe.top_k=5", "model.decoder.moe.top_k"),
+    ("model.decoder.moe.every=5", "model.decoder.moe.every"),
+    ("model.decoder.moe.init=copy", "model.decoder.moe.init"),
+    ("model.decoder.moe.capacity_factor=0", "model.decoder.moe.capacity_factor"),
+])
+def test_bad_moe_settings_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(TINY_MOE, [override])
+
+
+def test_tiny_moe_recipe_trains_and_logs_router_metrics(tiny_overrides):
+    assert main(["pretrain", str(TINY_MOE), *tiny_overrides, "train.steps=3"]) == 0
+    run = load_config(TINY_MOE, tiny_overrides).output.dir
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert math.isfinite(r["loss"]) and r["moe/balance_loss"] >= 0.5 and r["moe/z_loss"] > 0
+        assert r["moe/dropped_frac"] == 0.0 and r["moe/expert_load_max"] >= 1.0
+    loaded = mm1.load(f"{run}/checkpoint")  # the saved MoE decoder is rebuilt and its weights load
+    assert len(list(moe_layers(loaded.model.decoder))) == 2
