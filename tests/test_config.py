@@ -81,3 +81,15 @@ def test_cli_config_error_exits_2_before_building(tmp_path):
     assert proc.returncode == 2
     assert "model.connector.num_tokens: 10" in proc.stderr
     assert not out.exists()  # nothing was built or written
+
+
+def test_global_batch_sets_grad_accum_for_the_process_count():
+    from mm1.train.pretrain import fit_global_batch
+
+    cfg = load_config(ROOT / "recipes" / "mm1_3b.yaml")
+    fit_global_batch(cfg, world_size=8)
+    assert cfg.train.grad_accum * cfg.train.batch_size * 8 == 512
+    fit_global_batch(cfg, world_size=1)
+    assert cfg.train.grad_accum == 64
+    with pytest.raises(ConfigError, match="train.global_batch_size: 512 is not a multiple"):
+        fit_global_batch(cfg, world_size=3)

@@ -45,7 +45,7 @@ def test_paper_recipes_carry_the_paper_training_settings(name):
     assert (cfg.data.seq_len, cfg.data.max_images_per_seq, cfg.model.connector.num_tokens) == (4096, 16, 144)
     assert cfg.model.connector.kind == "c_abstractor" and cfg.model.connector.hidden == 1024
     assert cfg.data.mixture == {"interleaved": 0.45, "caption": 0.45, "text": 0.10}
-    assert cfg.train.batch_size * cfg.train.grad_accum == 512 and cfg.train.steps == 200_000
+    assert cfg.train.global_batch_size == 512 and cfg.train.steps == 200_000
     assert (cfg.optim.warmup_steps, cfg.optim.min_lr_ratio) == (2000, 0.1)
     if name == "ablation_base":
         assert (cfg.model.vision.patch_size, cfg.model.vision.image_size, cfg.model.vision.width) == (14, 336, 1024)

@@ -124,6 +124,7 @@ class TrainConfig:
     steps: int = 100  # optimizer steps
     batch_size: int = 16  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
+    global_batch_size: Optional[int] = None  # sequences per step over all processes; sets grad_accum at launch
     precision: str = "auto"  # auto | bf16 | fp32 (auto = bf16 autocast on GPUs that support it, else fp32)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0

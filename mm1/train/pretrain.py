@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from mm1.build import build, param_counts
-from mm1.config import Config, dump_yaml
+from mm1.config import Config, ConfigError, dump_yaml
 from mm1.data.loader import build_loader
 from mm1.train.checkpoint import save_checkpoint
 from mm1.train.optim import build_optimizer, resolve_lr
@@ -49,11 +49,24 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, Dist]:
     return device, d
 
 
+def fit_global_batch(cfg: Config, world_size: int) -> None:
+    """`train.global_batch_size` -> `train.grad_accum` for this many processes."""
+    t = cfg.train
+    if t.global_batch_size is None:
+        return
+    per_step = t.batch_size * world_size
+    if t.global_batch_size % per_step:
+        raise ConfigError(f"train.global_batch_size: {t.global_batch_size} is not a multiple of train.batch_size "
+                          f"({t.batch_size}) x processes ({world_size})")
+    t.grad_accum = t.global_batch_size // per_step
+
+
 def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
     run_dir = Path(cfg.output.dir)
     device, d = setup_runtime(cfg)
+    fit_global_batch(cfg, d.world_size)
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         prepare_data(cfg)
