@@ -56,7 +56,7 @@ def truncate(path) -> None:
 def overrides(root, run, *extra):
     return [f"data.root={root}", "data.synth=null", f"output.dir={run}", "train.batch_size=4",
             "data.sources={cap: {kind: caption, shards: ['cap/*.tar']}, doc: {kind: interleaved, shards: ['doc/*.tar']}}",
-            "data.mixture={cap: 0.7, doc: 0.3}", "model.decoder.num_layers=1", "model.vision.layers=1", *extra]
+            "data.mixture={cap: 0.7, doc: 0.3}", "model.decoder.num_layers=1", "model.vision.layers=1", "data.seq_len=96", *extra]
 
 
 def test_every_kind_of_bad_input_is_skipped_and_counted(tmp_path):

@@ -31,7 +31,8 @@ def overrides(root, run, *extra):
         f"data.root={root}", "data.synth=null", f"output.dir={run}",
         "data.sources={cap: {kind: caption, shards: ['cap/*.tar']}, txt: {kind: text, shards: ['txt/*.tar']}}",
         "data.mixture={cap: 0.8, txt: 0.2}", "train.batch_size=3", "train.log_every=1", f"train.steps={STEPS}",
-        "model.decoder.num_layers=2", "model.vision.layers=2", "optim.lr=2e-3", "optim.warmup_steps=2", *extra,
+        "model.decoder.num_layers=2", "model.vision.layers=2", "model.decoder.hidden_size=128",
+        "data.seq_len=96", "optim.lr=2e-3", "optim.warmup_steps=2", *extra,
     ]
 
 

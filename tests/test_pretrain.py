@@ -25,7 +25,8 @@ def test_two_step_train_writes_run_folder(tiny_overrides, tmp_path):
 
 
 def test_loss_falls_and_mixture_is_logged(tiny_overrides):
-    run = pretrain(load_config(TINY, tiny_overrides + ["train.steps=30", "optim.warmup_steps=5", "optim.lr=3e-3"]))
+    small = ["model.decoder.num_layers=2", "model.vision.layers=2", "data.seq_len=96"]
+    run = pretrain(load_config(TINY, tiny_overrides + small + ["train.steps=25", "optim.warmup_steps=5", "optim.lr=3e-3"]))
     records = read_metrics(run)
     first, last = records[0]["loss"], sum(r["loss"] for r in records[-5:]) / 5
     assert last < 0.6 * first, (first, last)
