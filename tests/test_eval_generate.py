@@ -70,7 +70,11 @@ def test_stop_string_cuts_and_stops(tiny):
     assert stopped[0].token_ids == free[0].token_ids[:3]
     assert third not in stopped[0].text
     assert stopped[0].text == free[0].text[: free[0].text.find(third)]
-    for s, f in zip(stopped[1:], free[1:]):  # other rows are unaffected up to their own stop
+    untouched = [(s, f) for s, f in zip(stopped[1:], free[1:]) if third not in f.text]
+    assert untouched  # rows that go on after row 0 has left the batch (and the KV cache)
+    for s, f in untouched:
+        assert s.token_ids == f.token_ids and s.stop_reason == "length"
+    for s, f in zip(stopped[1:], free[1:]):  # every row is unaffected up to its own stop
         assert f.token_ids[: len(s.token_ids)] == s.token_ids
 
 

@@ -60,12 +60,12 @@ def test_encode_prompt_expands_image_markers():
     tok = build_tokenizer(load_config(TINY).model.tokenizer)
     image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
     p = build_prompt(VQA, [sample(1)], sample(2))
-    enc = encode_prompt(tok, p.text, torch.zeros(2, 3, 8, 8), tokens_per_image=4)
-    assert enc.input_ids[0] == tok.bos_token_id
-    assert enc.input_ids.count(image_id) == 8
-    assert enc.input_ids[1:5] == [image_id] * 4
+    ids = encode_prompt(tok, p.text, 2, tokens_per_image=4)
+    assert ids[0] == tok.bos_token_id
+    assert ids.count(image_id) == 8
+    assert ids[1:5] == [image_id] * 4
     with pytest.raises(ValueError, match="2 <image> markers but 1 images"):
-        encode_prompt(tok, p.text, torch.zeros(1, 3, 8, 8), tokens_per_image=4)
+        encode_prompt(tok, p.text, 1, tokens_per_image=4)
 
 
 def test_synthetic_vocabulary_covers_the_synthetic_prompt_templates():
@@ -229,3 +229,32 @@ def test_postprocess_ignore_case_and_captions():
     assert caption(' a "red" circle, a square. Output: more') == "a red circle, a square."
     with pytest.raises(ValueError, match="unknown postprocess kind 'bleu'; known: vqa, caption"):
         build_postprocessor(PostprocessSpec("bleu"))
+
+
+def _fixture_for(rel: str, fmt: str, fallback: Path) -> Path:
+    """The loader fixture (official format) standing in for one benchmark file of a spec."""
+    fix = Path(__file__).parent / "fixtures" / "eval"
+    for candidate in (fix / rel, fix / rel.replace("train", "val"), fix / fmt / Path(rel).name):
+        if candidate.is_file():
+            return candidate
+    return fallback
+
+
+def test_benchmark_specs_read_their_official_files(tmp_path):
+    """Every mm1_pretrain spec resolves under --data-dir and its loader reads both of its splits."""
+    from mm1.eval.runner import EvalSettings, load_task_data
+
+    specs = load_specs()
+    for name in SUITES["mm1_pretrain"]:
+        spec, query_source = specs[name], None
+        for split in (spec.query, spec.demos):
+            for rel in (split.annotations, split.questions):
+                if rel is None:
+                    continue
+                source = _fixture_for(rel, split.format or spec.format, query_source)
+                query_source = query_source or source
+                (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / rel).write_bytes(source.read_bytes())
+        data = load_task_data(resolve(spec, data_dir=str(tmp_path)), EvalSettings(limit=None))
+        assert data.queries, name
+        assert all(str(q.image).startswith(str(tmp_path)) for q in data.queries)

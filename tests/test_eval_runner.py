@@ -12,7 +12,7 @@ import yaml
 from mm1.build import build
 from mm1.cli import main
 from mm1.config import dump_yaml, load_config
-from mm1.eval.command import evaluate_during_training, prepare_tasks
+from mm1.eval.command import check_training_eval, evaluate_during_training, prepare_tasks
 from mm1.eval.report import write_outputs
 from mm1.eval.runner import EvalSettings, evaluate
 from mm1.train.checkpoint import save_checkpoint
@@ -74,24 +74,44 @@ def test_outputs_schema(tiny, synth_root, tmp_path):
     assert table.count("\n| synth_") == 3 and "| average |" in table and "±" in table
 
 
-def test_missing_images_are_counted_and_the_run_goes_on(tiny, synth_root, tmp_path):
+def test_missing_and_unreadable_images_are_counted_and_the_run_goes_on(tiny, synth_root, tmp_path):
     cfg, tok, model = tiny
     root = copy_eval_sets(synth_root, tmp_path)
     s = settings(shots=[0, 1], trials=1)
     (data,) = prepare_tasks("synth_vqa", s, str(root), None)
     data.queries[1].image.unlink()
-    data.pool[0].image.unlink()  # a demo image: the pool is re-read without it
+    data.pool[0].image.unlink()  # a demo without its image leaves the pool when the task is read
     (data,) = prepare_tasks("synth_vqa", s, str(root), None)
-    assert data.skipped.get("demos: missing image file", 0) >= 1
-    runs = evaluate(model, tok, [data], s, cfg.model.vision.image_size)
-    for run in runs:
+    assert data.skipped == {"demos: missing image file": 1}
+    for demo in data.pool:
+        demo.image.write_bytes(b"not a png")  # every remaining demo image is unreadable
+    zero, one = evaluate(model, tok, [data], s, cfg.model.vision.image_size)
+    missing = sum(r.error == "missing image file" for r in zero.records)
+    assert missing >= 1 and zero.errors == {"missing image file": missing} and zero.num_errors == missing
+    assert one.errors == {"missing image file": missing, "demo: unreadable image file": 6 - missing}
+    for run in (zero, one):
+        assert run.num_samples == 6
         failed = [r for r in run.records if r.error is not None]
-        assert run.num_samples == 6 and run.num_errors == len(failed) >= 1
-        assert run.errors == {"missing image file": len(failed)}
         assert all(r.prediction == "" and r.score == 0.0 and r.raw is None for r in failed)
         assert all(r.raw is not None for r in run.records if r.error is None)
-    table = write_outputs(tmp_path / "out", runs, [data], s, "ckpt", {})
-    assert "samples failed (scored 0)" in table
+    table = write_outputs(tmp_path / "out", [zero, one], [data], s, "ckpt", {})
+    assert "synth_vqa 1-shot: 6 of 6 samples failed (scored 0)" in table
+
+
+def test_zero_shot_text_demos_convention(tiny, synth_root):
+    cfg, tok, model = tiny
+    s = settings(shots=[0], trials=2, limit=3)
+    (data,) = prepare_tasks("synth_vqa", s, str(synth_root), None)
+    data.spec.prompt.zero_shot = "text_demos"  # OpenFlamingo's: two text-only demonstrations
+    runs = evaluate(model, tok, [data], s, cfg.model.vision.image_size)
+    assert [r.trial for r in runs] == [0, 1]  # random text demos: one run per trial
+    for rec in runs[0].records:
+        assert len(rec.demo_ids) == 2 and rec.error is None
+    from mm1.eval.runner import Prompter
+
+    prompter = Prompter(model, tok, data.spec, None, cfg.model.vision.image_size)
+    with pytest.raises(ValueError, match="no demonstrations available"):
+        prompter.plan(data.queries[0], 0, 0)
 
 
 def _fake_checkpoint(tmp_path, cfg, data_root):
@@ -143,3 +163,6 @@ def test_evaluate_during_training(tiny, synth_root, tmp_path):
     assert set(scores) == {f"eval/{t}/{k}shot" for t in ("synth_vqa", "synth_textvqa", "average") for k in (0, 1)}
     assert all(0 <= v <= 100 for v in scores.values())
     assert (tmp_path / "eval" / "step_7" / "results.json").is_file()
+    check_training_eval(cfg)
+    with pytest.raises(ValueError, match="unknown task 'vqa3'"):
+        check_training_eval(load_config(TINY, [f"data.root={synth_root}", "eval.suite=vqa3"]))

@@ -1,16 +1,87 @@
-"""`mm1 ablate` (placeholder until the ablation runner lands)."""
+"""`mm1 ablate`: run an ablation grid (train + evaluate every run) and write its tables and plots.
+
+    mm1 ablate --grid connectors --preset tiny --dry-run       # every run, its overrides, its cost
+    mm1 ablate --grid connectors --preset tiny --jobs 2        # -> runs/ablate/connectors-tiny/
+    mm1 ablate --report runs/ablate/connectors-tiny            # rebuild results.csv, summary.md, PNGs
+
+Every run's config is loaded before anything runs, so a bad override fails at
+once, naming the run and the key path. Re-running the same command resumes.
+"""
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
+
+from mm1.config import ConfigError
+
+EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
 
 
-def _not_yet(args) -> int:
-    print("mm1 ablate: not available yet in this version", file=sys.stderr)
-    return 2
+def default_out(grid_name: str, preset: str | None) -> Path:
+    return Path("runs") / "ablate" / (f"{grid_name}-{preset}" if preset else grid_name)
+
+
+def _report(out: Path) -> int:
+    from mm1.ablate.report import build_report
+
+    report = build_report(out)
+    print(report.summary, end="")
+    if report.lr_fit is not None:
+        print(f"mm1 ablate: lr law fit: a = {report.lr_fit.a:.4f}, b = {report.lr_fit.b:.4f}")
+    print("mm1 ablate: wrote " + ", ".join(str(p) for p in report.files))
+    return 0
+
+
+def _grid(args) -> int:
+    from mm1.ablate.cost import format_plan
+    from mm1.ablate.grid import check_runs, expand, load_grid, shared_overrides
+    from mm1.ablate.sweep import Plan, run_sweep
+
+    grid = load_grid(args.grid, args.preset)
+    runs = expand(grid)
+    configs = check_runs(runs)
+    if args.dry_run:
+        print(format_plan(runs, configs, len(shared_overrides(grid))), end="")
+        return 0
+    out = Path(args.out) if args.out else default_out(grid.name, args.preset)
+    outcome = run_sweep(Plan(grid, runs, configs, args.preset), out, args.jobs)
+    _report(out)
+    if outcome.stopped:
+        print(f"mm1 ablate: stopped; re-run the same command to resume ({out})", file=sys.stderr)
+        return EXIT_STOPPED
+    if outcome.failed:
+        print(f"mm1 ablate: {len(outcome.failed)} run(s) failed: {', '.join(outcome.failed)} "
+              f"(see error.json in each run folder); the others finished", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from mm1.ablate.grid import GridError
+    from mm1.ablate.sweep import SweepError
+
+    try:
+        if args.report:
+            return _report(Path(args.report))
+        return _grid(args)
+    except (GridError, SweepError, ConfigError, FileNotFoundError) as err:
+        print(f"mm1 ablate: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ablate", help="(not available yet)", description="Not available yet in this version.")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_not_yet)
+    p = sub.add_parser(
+        "ablate", help="run an ablation grid (MM1 Figure 4 and friends) and write its tables and plots",
+        description="Train and evaluate every run of a grid (ablations/NAME.yaml), each in <out>/runs/<run>/, "
+                    "then write results.csv, summary.md and PNG plots. Re-running resumes; failed runs are "
+                    "recorded while the others go on.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--grid", help="grid name in ablations/ (connectors, resolution, tokens, encoder, "
+                                     "data_mixture, moe, lr) or a path to a grid YAML")
+    what.add_argument("--report", metavar="DIR", help="rebuild tables and plots of a sweep folder; no training")
+    p.add_argument("--preset", help="a preset of the grid, e.g. tiny (CPU scale on the embedded data)")
+    p.add_argument("--out", help="sweep folder (default: runs/ablate/<grid>[-<preset>])")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once as subprocesses (CPU threads are split between them; one GPU each)")
+    p.add_argument("--dry-run", action="store_true", help="list every run with its overrides and cost, then exit")
+    p.set_defaults(func=cmd_ablate)

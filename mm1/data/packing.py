@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from mm1.data.batch import Batch
-from mm1.data.image import preprocess
+from mm1.data.image import normalise, resized
 from mm1.data.sequence import IGNORE, Example
 
 
@@ -49,28 +50,25 @@ def pack(examples: Iterable[Example], seq_len: int, open_rows: int) -> Iterator[
 def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length: int | None = None) -> Batch:
     """Rows -> Batch, right-padded to `length` (default: the longest row)."""
     length = length or max(sum(map(len, row)) for row in rows)
-    shape = (len(rows), length)
-    input_ids = torch.full(shape, pad_id, dtype=torch.long)
-    labels = torch.full(shape, IGNORE, dtype=torch.long)
-    attention_mask = torch.zeros(shape, dtype=torch.long)
-    position_ids = torch.zeros(shape, dtype=torch.long)
-    segment_ids = torch.zeros(shape, dtype=torch.long)
-    for r, row in enumerate(rows):
-        start = 0
-        for doc, ex in enumerate(row, start=1):
-            end = start + len(ex)
-            input_ids[r, start:end] = torch.tensor(ex.input_ids)
-            labels[r, start:end] = torch.tensor(ex.labels)
-            position_ids[r, start:end] = torch.arange(len(ex))
-            segment_ids[r, start:end] = doc
-            start = end
-        attention_mask[r, :start] = 1
-    pixels = [preprocess(img, image_size) for row in rows for ex in row for img in ex.images]
-    images = torch.stack(pixels) if pixels else torch.zeros((0, 3, image_size, image_size))
+    cols = [_row_columns(row, length, pad_id) for row in rows]
+    input_ids, labels, position_ids, segment_ids = (torch.tensor([c[k] for c in cols]) for k in range(4))  # (B, L)
+    attention_mask = (segment_ids > 0).long()
+    pixels = [resized(img, image_size) for row in rows for ex in row for img in ex.images]
+    images = normalise(np.stack(pixels)) if pixels else torch.zeros((0, 3, image_size, image_size))
     packed = any(len(row) > 1 for row in rows)
     return Batch(input_ids, labels, attention_mask, images,
                  position_ids=position_ids if packed else None, segment_ids=segment_ids if packed else None,
                  sources=[ex.source for row in rows for ex in row], keys=[ex.key for row in rows for ex in row])
+
+
+def _row_columns(row: list[Example], length: int, pad_id: int) -> tuple[list[int], ...]:
+    """One row's input ids, labels, position ids and segment ids (1, 2, ... per document; 0 = padding)."""
+    pad = length - sum(map(len, row))
+    ids = [t for ex in row for t in ex.input_ids] + [pad_id] * pad
+    labels = [t for ex in row for t in ex.labels] + [IGNORE] * pad
+    positions = [p for ex in row for p in range(len(ex))] + [0] * pad
+    segments = [doc for doc, ex in enumerate(row, start=1) for _ in range(len(ex))] + [0] * pad
+    return ids, labels, positions, segments
 
 
 def collate(examples: list[Example], pad_id: int, image_size: int) -> Batch:

@@ -87,6 +87,8 @@ def cmd_eval(args) -> int:
         return _list_tasks(args.task_dir)
     if not args.checkpoint:
         raise ValueError("a checkpoint folder is needed (or --list-tasks)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ckpt, settings = checkpoint_dir(args.checkpoint), _settings(args)
     data_root = args.data_root or _checkpoint_data_root(ckpt)
     tasks = prepare_tasks(args.tasks, settings, data_root, args.data_dir, args.task_dir)
@@ -95,6 +97,9 @@ def cmd_eval(args) -> int:
     out = Path(args.out) if args.out else ckpt.parent / "eval"
     table = write_outputs(out, runs, tasks, settings, str(ckpt.resolve()), to_dict(loaded.cfg.model))
     print(table, end="")
+    for data in tasks:
+        if data.skipped:
+            print(f"mm1 eval: {data.spec.name}: entries skipped while loading: {data.skipped}")
     print(f"mm1 eval: results written to {out}")
     return 0
 
@@ -128,23 +133,37 @@ def register(sub) -> None:
     p.add_argument("--task-dir", default=str(TASK_DIR), help="folder of task spec YAMLs")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="RICES feature cache")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--list-tasks", action="store_true", help="list the tasks and suites, then exit")
     p.set_defaults(func=_run)
+
+
+def _training_settings(cfg, run_dir: Path):
+    from mm1.eval.runner import EvalSettings
+
+    return EvalSettings(shots=list(cfg.eval.shots), trials=cfg.eval.trials, limit=cfg.eval.limit,
+                        batch_size=cfg.eval.batch_size, seed=cfg.data.seed,
+                        cache_dir=run_dir / "eval" / "rices_cache", progress=False)
+
+
+def check_training_eval(cfg) -> None:
+    """Raise now (before any training step) if `cfg.eval.suite` names an unknown task or a missing file."""
+    if cfg.eval.suite:
+        prepare_tasks(cfg.eval.suite, _training_settings(cfg, Path(cfg.output.dir)), cfg.data.root, None)
 
 
 def evaluate_during_training(model, tokenizer, cfg, step: int, run_dir) -> dict[str, float]:
     """Score `cfg.eval.suite` with `cfg.eval`'s settings; outputs go to run_dir/eval/step_{step}.
 
     Returns {"eval/<task>/<k>shot": score x100, "eval/average/<k>shot": mean over tasks}. The model is
-    switched to eval mode and back; no global random state is touched.
+    switched to eval mode and back; no global random state is touched. Pass the bare MM1Model (not a
+    DDP/FSDP wrapper); call it on one rank. `check_training_eval(cfg)` validates the suite up front.
     """
     from mm1.eval.report import summarize, write_outputs
-    from mm1.eval.runner import EvalSettings, evaluate
+    from mm1.eval.runner import evaluate
 
     run_dir = Path(run_dir)
-    settings = EvalSettings(shots=list(cfg.eval.shots), trials=cfg.eval.trials, limit=cfg.eval.limit,
-                            batch_size=cfg.eval.batch_size, seed=cfg.data.seed,
-                            cache_dir=run_dir / "eval" / "rices_cache", progress=False)
+    settings = _training_settings(cfg, run_dir)
     tasks = prepare_tasks(cfg.eval.suite, settings, cfg.data.root, None)
     runs = evaluate(model, tokenizer, tasks, settings, cfg.model.vision.image_size)
     write_outputs(run_dir / "eval" / f"step_{step}", runs, tasks, settings,

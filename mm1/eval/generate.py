@@ -60,8 +60,9 @@ class _Stopper:
     def done(self) -> list[bool]:
         return [r is not None for r in self.reason]
 
-    def add(self, next_ids: list[int]) -> None:
-        for row, token in enumerate(next_ids):
+    def add(self, rows: list[int], next_ids: list[int]) -> None:
+        """Record one new token for each of `rows` (indices into the prompts)."""
+        for row, token in zip(rows, next_ids):
             if self.reason[row] is not None:
                 continue
             if token == self.eos_id:
@@ -122,7 +123,11 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 def generate(
     model, tokenizer, prompts: list[Prompt], max_new_tokens: int, stop: tuple[str, ...] = (), use_cache: bool = True
 ) -> list[Generation]:
-    """Greedy continuation of every prompt, decoded as one left-padded batch."""
+    """Greedy continuation of every prompt, decoded as one left-padded batch.
+
+    Rows that have stopped leave the batch (and the KV cache), so the remaining
+    steps only compute the rows still decoding.
+    """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     device = next(model.parameters()).device
@@ -134,19 +139,28 @@ def generate(
     embeds = model.embed(ids, images)  # (B, L, D)
     positions = _positions(mask)  # (B, L)
     cache = DynamicCache(config=model.decoder.config) if use_cache else None
+    rows = torch.arange(len(prompts), device=device)  # prompt index of each batch row still decoding
     step_embeds, step_pos = embeds, positions
     for _ in range(max_new_tokens):
         out = model.decoder(inputs_embeds=step_embeds, attention_mask=mask, position_ids=step_pos,
                             past_key_values=cache, use_cache=use_cache, logits_to_keep=1)
-        logits = out.logits[:, -1].float()  # (B, V)
+        logits = out.logits[:, -1].float()  # (b, V)
         logits[:, banned] = float("-inf")
-        next_ids = logits.argmax(-1)  # (B,)
-        stopper.add(next_ids.tolist())
-        if all(stopper.done):
+        next_ids = logits.argmax(-1)  # (b,)
+        stopper.add(rows.tolist(), next_ids.tolist())
+        keep = torch.tensor([i for i, r in enumerate(rows.tolist()) if not stopper.done[r]], dtype=torch.long,
+                            device=device)
+        if len(keep) == 0:
             break
-        new_embeds = embed_table(next_ids)[:, None]  # (B, 1, D)
-        new_pos = positions[:, -1:] + 1  # (B, 1)
-        mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
+        if len(keep) < len(rows):  # drop finished rows
+            rows, next_ids, mask, positions = rows[keep], next_ids[keep], mask[keep], positions[keep]
+            if use_cache:
+                cache.batch_select_indices(keep)
+            else:
+                embeds = embeds[keep]
+        new_embeds = embed_table(next_ids)[:, None]  # (b, 1, D)
+        new_pos = positions[:, -1:] + 1  # (b, 1)
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
         positions = torch.cat([positions, new_pos], dim=1)
         if use_cache:
             step_embeds, step_pos = new_embeds, new_pos

@@ -11,8 +11,8 @@ itself nor another entry about the query's image (same image file).
 
 Zero-shot convention (per task, `prompt.zero_shot`):
   query_only  the bare query (the default);
-  text_demos  OpenFlamingo's: `zero_shot_demos` random demonstrations with their
-              images removed (text only), then the query.
+  text_demos  OpenFlamingo's: `zero_shot_demos` demonstrations (chosen as the task's
+              demos are) with their images removed (text only), then the query.
 
 Demo selection:
   random  per query, a draw from the demo pool seeded by (seed, trial, query id), so
@@ -30,7 +30,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mm1.data.image import preprocess
-from mm1.eval.generate import Prompt
 from mm1.eval.loaders import EvalSample
 from mm1.eval.tasks import PromptSpec
 from mm1.tokenizer import IMAGE_TOKEN
@@ -78,16 +77,16 @@ def build_prompt(spec: PromptSpec, demos: list[EvalSample], query: EvalSample, t
     return PromptText("".join(parts) + query_text, images, [d.id for d in demos])
 
 
-def encode_prompt(tokenizer, text: str, pixels: torch.Tensor, tokens_per_image: int) -> Prompt:
+def encode_prompt(tokenizer, text: str, num_images: int, tokens_per_image: int) -> list[int]:
     """Prompt text -> ids with <s> first and each IMAGE_TOKEN expanded to `tokens_per_image` ids."""
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     ids = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
     for token in tokenizer.encode(text, add_special_tokens=False):
         ids += [token] * (tokens_per_image if token == image_id else 1)
     runs = ids.count(image_id) // tokens_per_image
-    if runs != len(pixels):
-        raise ValueError(f"prompt has {runs} {IMAGE_TOKEN} markers but {len(pixels)} images")
-    return Prompt(ids, pixels)
+    if runs != num_images:
+        raise ValueError(f"prompt has {runs} {IMAGE_TOKEN} markers but {num_images} images")
+    return ids
 
 
 def _eligible(demo: EvalSample, query: EvalSample) -> bool:

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from mm1.eval.generate import generate
+from mm1.eval.generate import Prompt, generate
 from mm1.eval.loaders import EvalSample, load_split
 from mm1.eval.metrics import cider_per_image, vqa_accuracy
 from mm1.eval.postprocess import build_postprocessor
@@ -32,6 +32,7 @@ from mm1.eval.rices import DEFAULT_CACHE, cached_image_features
 from mm1.eval.tasks import SplitSpec, TaskSpec
 
 DEMO_MODES = ("random", "rices")
+PIXEL_CACHE_BYTES = 512 << 20  # preprocessed images kept in memory per task (demos recur across queries)
 
 
 @dataclass
@@ -99,7 +100,10 @@ def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
         keep = sorted(random.Random(f"queries/{settings.seed}").sample(range(len(queries)), settings.limit))
         queries = [queries[i] for i in keep]
     exists: dict[Path, bool] = {}
-    pool = [d for d in demo_split if exists.setdefault(d.image, d.image.is_file())]
+    for demo in demo_split:
+        if demo.image not in exists:
+            exists[demo.image] = demo.image.is_file()
+    pool = [d for d in demo_split if exists[d.image]]
     skipped = Counter({f"query: {k}": v for k, v in query_split.skipped.items()})
     skipped.update({f"demos: {k}": v for k, v in demo_split.skipped.items()})
     skipped["demos: missing image file"] += len(demo_split) - len(pool)
@@ -113,6 +117,9 @@ def trials_for(spec: TaskSpec, shots: int, settings: EvalSettings) -> int:
 
 
 def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int):
+    """The demo selector of a task, or None when no shot count needs demonstrations."""
+    if not any(s > 0 for s in settings.shots) and data.spec.prompt.zero_shot == "query_only":
+        return None
     if settings.demos == "random":
         return RandomDemos(data.pool, settings.seed) if data.pool else None
     if settings.demos != "rices":
@@ -125,24 +132,32 @@ def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int
 
 
 class Prompter:
-    """Builds one query's encoded prompt; image pixels are cached across queries."""
+    """Plans each query's prompt (demos, token ids, image files) and loads pixels, cached across queries."""
 
     def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int):
         self.model, self.tok, self.spec, self.selector = model, tokenizer, spec, selector
-        self.pixels = lru_cache(maxsize=2048)(lambda path: load_pixels(path, image_size))
+        entries = max(16, PIXEL_CACHE_BYTES // (3 * image_size * image_size * 4))
+        self._pixels = lru_cache(maxsize=entries)(lambda path: load_pixels(path, image_size))
 
-    def __call__(self, query: EvalSample, shots: int, trial: int):
+    def plan(self, query: EvalSample, shots: int, trial: int) -> tuple[list[int], list[Path], list[str]]:
+        """-> (prompt ids, image files in order, demo ids); no image is read here."""
         spec = self.spec.prompt
         text_only = shots == 0 and spec.zero_shot == "text_demos"
         k = spec.zero_shot_demos if text_only else shots
-        query_pixels = self.pixels(query.image)  # first, so a missing query image is named as such
         if k and self.selector is None:
-            raise ValueError(f"task {self.spec.name}: no demonstration has an image file")
+            raise ValueError(f"task {self.spec.name}: no demonstrations available (no demo has an image file)")
         demos = self.selector.select(query, k, trial) if k else []
         text = build_prompt(spec, demos, query, text_only=text_only)
-        pixels = [query_pixels if p == query.image else self.pixels(p) for p in text.images]
-        images = torch.stack(pixels) if pixels else torch.zeros((0, 3, 1, 1))
-        return encode_prompt(self.tok, text.text, images, self.model.tokens_per_image), text.demo_ids
+        ids = encode_prompt(self.tok, text.text, len(text.images), self.model.tokens_per_image)
+        return ids, text.images, text.demo_ids
+
+    def pixels(self, paths: list[Path], query: EvalSample) -> torch.Tensor:
+        """(n, 3, S, S) pixels; SampleError names a missing or unreadable query or demo image."""
+        self._pixels(query.image)  # first: a missing query image is reported as the query's
+        try:
+            return torch.stack([self._pixels(p) for p in paths])
+        except SampleError as err:
+            raise SampleError(f"demo: {err}") from None
 
 
 def _record(spec: TaskSpec, query: EvalSample, shots: int, trial: int, demo_ids=(), error=None) -> SampleRecord:
@@ -150,23 +165,29 @@ def _record(spec: TaskSpec, query: EvalSample, shots: int, trial: int, demo_ids=
                         list(demo_ids), error=error)
 
 
-def _generate_batch(model, tokenizer, spec: TaskSpec, prompter: Prompter, batch, shots, trial) -> list[SampleRecord]:
-    records, prompts, pending = [], [], []
-    for query in batch:
+@dataclass
+class _Planned:
+    query: EvalSample
+    record: SampleRecord
+    input_ids: list[int]
+    images: list[Path]
+
+
+def _decode_batch(model, tokenizer, spec: TaskSpec, prompter: Prompter, batch: list[_Planned]) -> None:
+    """Load pixels, generate, post-process; fills each record (or its error) in place."""
+    prompts, ready = [], []
+    for item in batch:
         try:
-            prompt, demo_ids = prompter(query, shots, trial)
+            prompts.append(Prompt(item.input_ids, prompter.pixels(item.images, item.query)))
+            ready.append(item.record)
         except SampleError as err:
-            records.append(_record(spec, query, shots, trial, error=str(err)))
-            continue
-        prompts.append(prompt)
-        pending.append(_record(spec, query, shots, trial, demo_ids))
-        records.append(pending[-1])
-    if prompts:
-        post = build_postprocessor(spec.postprocess)
-        gens = generate(model, tokenizer, prompts, spec.generation.max_new_tokens, tuple(spec.generation.stop))
-        for rec, gen in zip(pending, gens):
-            rec.raw, rec.prediction = gen.text, post(gen.text)
-    return records
+            item.record.error = str(err)
+    if not prompts:
+        return
+    post = build_postprocessor(spec.postprocess)
+    gens = generate(model, tokenizer, prompts, spec.generation.max_new_tokens, tuple(spec.generation.stop))
+    for rec, gen in zip(ready, gens):
+        rec.raw, rec.prediction = gen.text, post(gen.text)
 
 
 def score_records(metric: str, records: list[SampleRecord]) -> float:
@@ -185,12 +206,19 @@ def score_records(metric: str, records: list[SampleRecord]) -> float:
 
 def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, trial: int,
             settings: EvalSettings) -> RunResult:
-    spec, start, records = data.spec, time.perf_counter(), []
-    batches = range(0, len(data.queries), settings.batch_size)
+    """One (task, shots, trial): prompts are decoded longest first, so a batch holds similar lengths
+    (little padding); each row decodes as it would alone, so the order changes no prediction."""
+    spec, start = data.spec, time.perf_counter()
+    planned = []
+    for query in data.queries:
+        ids, images, demo_ids = prompter.plan(query, shots, trial)
+        planned.append(_Planned(query, _record(spec, query, shots, trial, demo_ids), ids, images))
+    records = [p.record for p in planned]  # query order
+    planned.sort(key=lambda p: -len(p.input_ids))
+    batches = range(0, len(planned), settings.batch_size)
     desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, settings) > 1 else "")
     for i in tqdm(batches, desc=desc, disable=not settings.progress, dynamic_ncols=True, leave=False):
-        batch = data.queries[i: i + settings.batch_size]
-        records += _generate_batch(model, tokenizer, spec, prompter, batch, shots, trial)
+        _decode_batch(model, tokenizer, spec, prompter, planned[i: i + settings.batch_size])
     score = score_records(spec.metric, records)
     errors = Counter(r.error for r in records if r.error is not None)
     return RunResult(spec.name, spec.metric, shots, trial, score, len(records), sum(errors.values()),

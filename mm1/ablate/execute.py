@@ -1,0 +1,120 @@
+"""One run of a sweep: `mm1 pretrain` then `mm1 eval`, each a subprocess, with done markers.
+
+A run folder `<out>/runs/<name>/` holds:
+  recipe.yaml       the run's resolved config (input of `mm1 pretrain`; output.dir = this folder)
+  run.json          name, axis labels, seed, overrides and eval settings of the run
+  train.log, eval.log   the subprocesses' output (appended, one header per attempt)
+  train.done, eval.done markers (JSON: seconds, finish time) written only after a stage succeeded
+  error.json        the failed stage, exit code and the end of its log (removed when the run is retried)
+  config.yaml, metrics.jsonl, checkpoints/, checkpoint/, eval/   written by pretrain and eval
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from mm1.ablate.spec import EvalSpec
+
+TRAIN_DONE, EVAL_DONE, ERROR = "train.done", "eval.done", "error.json"
+
+
+class Stopped(Exception):
+    """The sweep was asked to stop; the run is left unfinished and resumes next time."""
+
+
+class Children:
+    """The live subprocesses of a sweep, so that a stop request can reach all of them."""
+
+    def __init__(self):
+        self.lock, self.procs, self.stopping = threading.Lock(), set(), False
+
+    def start(self, cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
+        with self.lock:
+            if self.stopping:
+                raise Stopped()
+            with log.open("a") as f:
+                f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+                f.flush()
+                proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+            self.procs.add(proc)
+            return proc
+
+    def finish(self, proc: subprocess.Popen) -> int:
+        rc = proc.wait()
+        with self.lock:
+            self.procs.discard(proc)
+        return rc
+
+    def stop(self) -> None:
+        """SIGTERM every child: pretrain writes a checkpoint at the next step boundary and exits."""
+        with self.lock:
+            self.stopping = True
+            for proc in self.procs:
+                proc.send_signal(signal.SIGTERM)
+
+
+def train_command(folder: Path) -> list[str]:
+    return [sys.executable, "-m", "mm1", "pretrain", str(folder / "recipe.yaml"), "--resume", "auto"]
+
+
+def eval_command(folder: Path, spec: EvalSpec) -> list[str]:
+    cmd = [sys.executable, "-m", "mm1", "eval", str(folder / "checkpoint"), "--tasks", spec.tasks,
+           "--shots", ",".join(map(str, spec.shots)), "--limit", str(spec.limit or 0), "--trials", str(spec.trials),
+           "--batch-size", str(spec.batch_size), "--demos", spec.demos, "--out", str(folder / "eval")]
+    return cmd + (["--data-dir", spec.data_dir] if spec.data_dir else [])
+
+
+def _log_tail(log: Path, lines: int = 25) -> str:
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    text = text.replace("\r", "\n")  # progress bars
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def _error_line(tail: str) -> str:
+    """The most telling line of a failed process: its last error message."""
+    lines = tail.splitlines()
+    for line in reversed(lines):
+        if "Error" in line or line.startswith("mm1") and "error" in line:
+            return line.strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: Path, env: dict) -> Optional[dict]:
+    """Run one stage; returns an error record or None; raises Stopped when a stop request cut it short."""
+    start = time.time()
+    rc = children.finish(children.start(cmd, folder / f"{stage}.log", env))
+    output = folder / "checkpoint" / "model.safetensors" if stage == "train" else folder / "eval" / "results.json"
+    if rc == 0 and output.is_file():
+        done.write_text(json.dumps({"seconds": round(time.time() - start, 1),
+                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        return None
+    if children.stopping:  # cut short by the stop request: unfinished, not failed
+        raise Stopped()
+    tail = _log_tail(folder / f"{stage}.log")
+    why = _error_line(tail) if rc != 0 else f"exited 0 but wrote no {'checkpoint' if stage == 'train' else 'results'}"
+    return {"stage": stage, "returncode": rc, "error": why, "log_tail": tail}
+
+
+def execute_run(children: Children, folder: Path, eval_spec: Optional[EvalSpec], threads: int,
+                gpu: Optional[int] = None) -> Optional[dict]:
+    """Train (resuming from the run's latest checkpoint) and evaluate, skipping finished stages.
+    Returns None on success, else the error record (also written to error.json)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    (folder / ERROR).unlink(missing_ok=True)
+    error = None
+    if not (folder / TRAIN_DONE).is_file():
+        error = _stage(children, folder, "train", train_command(folder), folder / TRAIN_DONE, env)
+    if error is None and eval_spec is not None and not (folder / EVAL_DONE).is_file():
+        error = _stage(children, folder, "eval", eval_command(folder, eval_spec), folder / EVAL_DONE, env)
+    if error is not None:
+        (folder / ERROR).write_text(json.dumps(error, indent=2) + "\n")
+    return error

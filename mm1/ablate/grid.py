@@ -1,0 +1,227 @@
+"""Grid file -> list of runs, each a base recipe plus dotted overrides, all checked before anything runs.
+
+    grid = load_grid("connectors", preset="tiny")   # a name in ablations/ or a path
+    runs = expand(grid)                             # one RunSpec per variant x axis levels x seed
+    configs = check_runs(runs)                      # every run's Config; GridError names run and key path
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mm1.ablate.spec import LR_SELECT, PLOT_KINDS, RESULT_COLUMNS, GridSpec, Value
+from mm1.config import Config, ConfigError, load_config
+from mm1.config.tree import build
+
+GRID_DIR = Path(__file__).resolve().parents[2] / "ablations"
+
+
+class GridError(ValueError):
+    """A mistake in a grid file or in one of its runs' overrides; the message names where."""
+
+
+@dataclass
+class RunSpec:
+    name: str  # folder name under <out>/runs/
+    labels: dict[str, str]  # column (axis) -> level label, in the grid's column order
+    seed: int
+    base: str  # absolute recipe path
+    overrides: list[str] = field(default_factory=list)  # "dotted.key=value", applied in order
+
+
+def grid_path(ref: str | Path) -> Path:
+    """A grid name (`connectors` -> ablations/connectors.yaml) or a path to a YAML file."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise GridError(f"grid file {str(path)!r} not found")
+        return path
+    named = GRID_DIR / f"{ref}.yaml"
+    if not named.is_file():
+        known = ", ".join(sorted(p.stem for p in GRID_DIR.glob("*.yaml")))
+        raise GridError(f"unknown grid {str(ref)!r}; known grids: {known} (or pass a path to a YAML file)")
+    return named
+
+
+SHALLOW_MERGED = ("set", "eval", "plot", "lr_fit")
+
+
+def apply_preset(grid: dict, preset: dict) -> dict:
+    """A preset's keys replace the grid's, except: `set`, `eval`, `plot` and `lr_fit` merge key by key, and
+    `axes` merges per axis (an axis's own keys replace; `axes.NAME: null` drops the axis)."""
+    out = copy.deepcopy(grid)
+    for key, value in copy.deepcopy(preset).items():
+        old = out.get(key)
+        if key in SHALLOW_MERGED and isinstance(value, dict) and isinstance(old, dict):
+            out[key] = {**old, **value}
+        elif key == "axes" and isinstance(value, dict) and isinstance(old, dict):
+            for name, spec in value.items():
+                if spec is None:
+                    old.pop(name, None)
+                else:
+                    both = isinstance(spec, dict) and isinstance(old.get(name), dict)
+                    old[name] = {**old[name], **spec} if both else spec
+        else:
+            out[key] = value
+    return out
+
+
+def load_grid(ref: str | Path, preset: str | None = None) -> GridSpec:
+    path = grid_path(ref)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise GridError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise GridError(f"{path}: expected a mapping at the top level")
+    where = str(path)
+    if preset is not None:
+        presets = data.get("presets") or {}
+        if preset not in presets:
+            raise GridError(f"{path}: presets.{preset}: no such preset; known: {', '.join(presets) or 'none'}")
+        data, where = apply_preset(data, presets[preset]), f"{path} (preset {preset})"
+    try:
+        grid = build(GridSpec, data)
+    except ConfigError as err:
+        raise GridError(f"{where}: {err}") from None
+    base = Path(grid.base).expanduser()
+    grid.base = str((base if base.is_absolute() else path.parent / base).resolve())
+    check_grid(grid, where)
+    return grid
+
+
+def check_grid(grid: GridSpec, where: str) -> None:
+    """Structural checks that need no recipe; each names the grid key path."""
+    if not Path(grid.base).is_file():
+        raise GridError(f"{where}: base: recipe {grid.base} not found")
+    for name, axis in grid.axes.items():
+        if (axis.key is None) == (not axis.levels):
+            raise GridError(f"{where}: axes.{name}: give either key + values or levels")
+        if axis.key is not None and not axis.values:
+            raise GridError(f"{where}: axes.{name}.values: at least one value is needed")
+    columns = [set(v.labels) for v in grid.variants]
+    if columns and any(c != columns[0] for c in columns):
+        raise GridError(f"{where}: variants: every variant needs the same labels; got {[sorted(c) for c in columns]}")
+    clash = set(columns[0] if columns else ()) & set(grid.axes)
+    if clash:
+        raise GridError(f"{where}: variants: labels {sorted(clash)} are also axes")
+    reserved = [c for c in column_names(grid) if c in RESULT_COLUMNS]
+    if reserved:
+        raise GridError(f"{where}: {reserved[0]!r} names a column of results.csv; call the axis or label otherwise")
+    if not grid.seeds:
+        raise GridError(f"{where}: seeds: at least one seed is needed")
+    _check_eval(grid, where)
+    _check_views(grid, where, column_names(grid))
+
+
+def _check_eval(grid: GridSpec, where: str) -> None:
+    """The eval settings a run will pass to `mm1 eval`, checked now rather than after training."""
+    from mm1.eval.tasks import load_specs, select_tasks
+
+    ev = grid.eval
+    if ev is None:
+        return
+    if ev.demos not in ("random", "rices"):
+        raise GridError(f"{where}: eval.demos: {ev.demos!r} is not one of random, rices")
+    if not ev.shots or any(k < 0 for k in ev.shots):
+        raise GridError(f"{where}: eval.shots: expected shot counts >= 0, got {ev.shots}")
+    for key in ("limit", "trials", "batch_size"):
+        if getattr(ev, key) is not None and getattr(ev, key) < 1:
+            raise GridError(f"{where}: eval.{key}: must be >= 1, got {getattr(ev, key)}")
+    try:
+        select_tasks(ev.tasks, load_specs())
+    except (ValueError, FileNotFoundError, ConfigError) as err:
+        raise GridError(f"{where}: eval.tasks: {err}") from None
+
+
+def _check_views(grid: GridSpec, where: str, columns: list[str]) -> None:
+    known = set(columns) | {"shots"}
+    if grid.plot is not None:
+        p = grid.plot
+        if p.kind not in PLOT_KINDS:
+            raise GridError(f"{where}: plot.kind: {p.kind!r} is not one of {', '.join(PLOT_KINDS)}")
+        for key, names in (("panels", [p.panels]), ("hue", [p.hue]), ("groups", p.groups)):
+            bad = [n for n in names if n is not None and n not in known]
+            if bad:
+                raise GridError(f"{where}: plot.{key}: {bad[0]!r} is not an axis; allowed: {', '.join(sorted(known))}")
+        if p.kind == "lines" and len(p.groups) != 1:
+            raise GridError(f"{where}: plot.groups: a line plot needs exactly one x axis, got {p.groups}")
+    if grid.lr_fit is not None:
+        if grid.lr_fit.size_axis not in columns:
+            raise GridError(f"{where}: lr_fit.size_axis: {grid.lr_fit.size_axis!r} is not an axis")
+        if grid.lr_fit.select not in LR_SELECT:
+            raise GridError(f"{where}: lr_fit.select: {grid.lr_fit.select!r} is not one of {', '.join(LR_SELECT)}")
+
+
+def column_names(grid: GridSpec) -> list[str]:
+    """The columns that tell runs apart: variant labels first, then the axes (seed excluded)."""
+    return (list(grid.variants[0].labels) if grid.variants else []) + list(grid.axes)
+
+
+def override(key: str, value: Value) -> str:
+    """`key=value` with the value written so that the config's YAML parser reads it back unchanged."""
+    if isinstance(value, str) and value and yaml.safe_load(value) == value:
+        return f"{key}={value}"
+    return f"{key}={json.dumps(value)}"
+
+
+def _levels(grid: GridSpec) -> list[list[tuple[str, str, list[str]]]]:
+    """Per axis: [(label, name part, overrides)]."""
+    out = []
+    for axis in grid.axes.values():
+        if axis.key is not None:
+            out.append([(str(v), f"{axis.short}{v}", [override(axis.key, v)]) for v in axis.values])
+        else:
+            out.append([(label, f"{axis.short}{label}", [override(k, v) for k, v in sets.items()])
+                        for label, sets in axis.levels.items()])
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
+
+
+def shared_overrides(grid: GridSpec) -> list[str]:
+    """The overrides every run starts with: `set`, then `steps`."""
+    shared = [override(k, v) for k, v in grid.set.items()]
+    return shared + ([override("train.steps", grid.steps)] if grid.steps is not None else [])
+
+
+def expand(grid: GridSpec) -> list[RunSpec]:
+    """Variants x axis levels x seeds, in that order; names are unique folder names."""
+    shared = shared_overrides(grid)
+    variants = [([str(v) for v in var.labels.values()], [override(k, v) for k, v in var.set.items()])
+                for var in grid.variants] or [([], [])]
+    columns = column_names(grid)
+    runs = []
+    for (var_labels, var_set), combo in itertools.product(variants, itertools.product(*_levels(grid))):
+        labels = var_labels + [label for label, _, _ in combo]
+        parts = [_slug(x) for x in var_labels] + [_slug(part) for _, part, _ in combo]
+        for seed in grid.seeds:
+            seeds = [override(k, seed) for k in grid.seed_keys]
+            runs.append(RunSpec(name="_".join(parts + [f"s{seed}"]), labels=dict(zip(columns, labels)), seed=seed,
+                                base=grid.base, overrides=shared + var_set + [o for *_, os in combo for o in os]
+                                + seeds))
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise GridError(f"grid {grid.name}: two runs would share the folder name {dupes[0]!r}; "
+                        "give the axes distinct `short` prefixes or the variants distinct labels")
+    return runs
+
+
+def check_runs(runs: list[RunSpec]) -> list[Config]:
+    """Load every run's config (no model, no data): the first bad override stops everything, by name."""
+    configs = []
+    for run in runs:
+        try:
+            configs.append(load_config(run.base, run.overrides))
+        except ConfigError as err:
+            raise GridError(f"run {run.name}: {err}") from None
+    return configs

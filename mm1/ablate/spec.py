@@ -1,0 +1,95 @@
+"""The typed schema of an ablation grid file (`ablations/*.yaml`).
+
+A grid names a base recipe and the axes that vary; every run is the base recipe
+plus dotted overrides. Example (MM1 Figure 4, abridged):
+
+    name: connectors
+    base: ../recipes/ablation_base.yaml   # relative to the grid file
+    set: {train.checkpoint_every: 500}    # overrides shared by every run
+    steps: 5000                           # train.steps of every run
+    axes:                                 # cartesian product, in this order
+      connector: {key: model.connector.kind, values: [avg_pool, attention_pool, c_abstractor]}
+      tokens: {key: model.connector.num_tokens, values: [64, 144], short: tok}
+    seeds: [0]                            # train.seed and data.seed of each run
+    eval: {tasks: mm1_pretrain, shots: [0, 4, 8]}
+    plot: {kind: bars, panels: shots, groups: [tokens], hue: connector}
+    presets:
+      tiny: {base: ../recipes/tiny.yaml, axes: {tokens: {values: [4, 16]}}}
+
+An axis is either `key` + `values` (one override per level) or `levels`
+(label -> several overrides). `variants` is an explicit list of runs instead of
+(or crossed with) the axes. A preset replaces the grid's keys, except that
+`set`, `eval`, `plot` and `lr_fit` merge key by key and `axes` merges per axis
+(`mm1.ablate.grid.apply_preset`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+Value = Union[bool, int, float, str, list, dict, None]  # any YAML value an override may carry
+PLOT_KINDS = ("bars", "lines")
+# columns of results.csv besides the axes; an axis or variant label may not take one of these names
+RESULT_COLUMNS = ("run", "seed", "status", "task", "metric", "shots", "score", "score_std", "trials", "final_loss",
+                  "peak_lr", "params", "decoder_non_embedding", "train_seconds", "error")
+LR_SELECT = ("final_loss", "eval_average")
+
+
+@dataclass
+class AxisSpec:
+    key: Optional[str] = None  # dotted config key set by each value
+    values: list[Value] = field(default_factory=list)  # the levels, when `key` is given
+    levels: dict[str, dict[str, Value]] = field(default_factory=dict)  # label -> {dotted key: value}
+    short: str = ""  # prefix of the level in run names (tokens 64 + "tok" -> tok64)
+    label: Optional[str] = None  # human name in tables and plots; None = the axis name
+    unit: Optional[str] = None  # written after a level on plot ticks ("144 tokens", "336 px")
+
+
+@dataclass
+class VariantSpec:
+    labels: dict[str, Value] = field(default_factory=dict)  # column -> value shown for this run
+    set: dict[str, Value] = field(default_factory=dict)  # dotted key -> value
+
+
+@dataclass
+class EvalSpec:
+    tasks: str = "synthetic"  # task or suite names, as `mm1 eval --tasks`
+    shots: list[int] = field(default_factory=lambda: [0, 4, 8])
+    limit: Optional[int] = 100  # scored queries per task (a seeded subset); None = all
+    trials: int = 1  # random demo draws per task and shot count > 0
+    batch_size: int = 32
+    demos: str = "random"  # random | rices
+    data_dir: Optional[str] = None  # public benchmarks folder (else $MM1_EVAL_DATA)
+
+
+@dataclass
+class PlotSpec:
+    kind: str = "bars"  # bars (grouped, like MM1 Figure 4) | lines
+    panels: Optional[str] = "shots"  # one subplot per level of this axis ("shots" or an axis); None = one
+    groups: list[str] = field(default_factory=list)  # axes forming the x positions (lines: exactly one)
+    hue: Optional[str] = None  # axis (or "shots") that colours the bars / lines
+    logx: bool = False  # lines: log-scale x axis
+    title: Optional[str] = None
+
+
+@dataclass
+class LrFitSpec:
+    size_axis: str = "size"  # the axis that varies the model size
+    select: str = "final_loss"  # which run of each size is best: lowest final_loss or highest eval_average
+
+
+@dataclass
+class GridSpec:
+    name: str
+    base: str  # recipe YAML, relative to the grid file
+    description: str = ""
+    set: dict[str, Value] = field(default_factory=dict)
+    steps: Optional[int] = None  # train.steps of every run; None = the recipe's
+    axes: dict[str, AxisSpec] = field(default_factory=dict)
+    variants: list[VariantSpec] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    seed_keys: list[str] = field(default_factory=lambda: ["train.seed", "data.seed"])
+    eval: Optional[EvalSpec] = field(default_factory=EvalSpec)  # None = train only
+    plot: Optional[PlotSpec] = None
+    lr_fit: Optional[LrFitSpec] = None
+    presets: dict[str, dict] = field(default_factory=dict)  # name -> partial grid merged onto this one
