@@ -38,3 +38,10 @@ def test_cli_pretrain_runs(tiny_overrides):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "checkpoint saved" in proc.stdout
+
+
+def test_metrics_report_throughput_and_mfu(tiny_overrides):
+    run = pretrain(load_config(TINY, tiny_overrides + ["train.steps=2"]))
+    last = read_metrics(run)[-1]
+    assert last["tokens_per_s"] > 0 and last["model_flops_per_s"] > 0
+    assert 0 < last["mfu"] < 1  # against the CPU's measured matmul peak

@@ -31,19 +31,21 @@ class MetricsWriter:
 
 
 class Throughput:
-    """Tokens per second since the last call."""
+    """Tokens and model FLOPs per second since the last call."""
 
     def __init__(self):
-        self.last, self.tokens = time.perf_counter(), 0
+        self.last, self.tokens, self.flops = time.perf_counter(), 0, 0
 
-    def add(self, tokens: int) -> None:
+    def add(self, tokens: int, flops: int = 0) -> None:
         self.tokens += tokens
+        self.flops += flops
 
-    def rate(self) -> float:
+    def rates(self) -> tuple[float, float]:
         now = time.perf_counter()
-        rate = self.tokens / max(now - self.last, 1e-9)
-        self.last, self.tokens = now, 0
-        return rate
+        dt = max(now - self.last, 1e-9)
+        rates = self.tokens / dt, self.flops / dt
+        self.last, self.tokens, self.flops = now, 0, 0
+        return rates
 
 
 def read_metrics(run_dir) -> list[dict]:

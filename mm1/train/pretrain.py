@@ -13,6 +13,7 @@ from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.data.loader import build_loader
 from mm1.train.checkpoint import save_checkpoint
+from mm1.train.mfu import device_peak_flops, image_flops
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
@@ -80,10 +81,11 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         print(f"mm1: {counts['total'] / 1e6:.1f}M parameters, lr {cfg.optim.lr:.3g}, device {device}, "
               f"{d.world_size} process(es), run {run_dir}")
     amp = autocast_dtype(cfg.train, device)
+    flops = {"per_image": image_flops(model), "peak": device_peak_flops(device)[0]}
     model = parallelize(model, cfg.parallel, d, device, amp)
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
-    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d)
+    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops)
     start = resolve_resume(run_dir, resume)
     if start is not None:
         trainer.restore(start)

@@ -110,10 +110,11 @@ class StopSignal:
 
 class Trainer:
     def __init__(self, cfg: Config, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path,
-                 d: Dist = Dist()):
+                 d: Dist = Dist(), flops: dict | None = None):
         self.cfg, self.model, self.optimizer, self.loader = cfg, model, optimizer, loader
         self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
         self.dist = d
+        self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
         self.stats, self.speed = DataStats(loader), Throughput()
         self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if d.is_main else None
@@ -194,10 +195,18 @@ class Trainer:
             self.stats.add(batch)
         result = train_step(self.model, micro, self.optimizer, self.cfg.optim.grad_clip, self.device,
                             self.amp_dtype, self.dist)
-        self.speed.add(result.tokens)
+        self.speed.add(result.tokens, self._step_flops(result))
         self.skipped_steps += result.skipped
         self.bad_in_a_row = self.bad_in_a_row + 1 if result.skipped else 0
         return result
+
+    def _step_flops(self, result: StepResult) -> int:
+        if not self.flops:
+            return 0
+        from mm1.train.mfu import step_flops
+
+        decoder = getattr(self.model, "module", self.model).decoder
+        return step_flops(result.tokens, result.images, self.cfg.data.seq_len, decoder, self.flops["per_image"])
 
     def _check_faults(self) -> None:
         if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
@@ -215,8 +224,11 @@ class Trainer:
             return
         if self.step % self.cfg.train.log_every and self.step not in (1, self.cfg.train.steps) and not result.skipped:
             return
+        tokens_per_s, flops_per_s = self.speed.rates()
+        peak = self.flops.get("peak")
         record = {"step": self.step, "loss": result.loss, "lr": self._lr_used(), "grad_norm": result.grad_norm,
-                  "tokens_per_s": round(self.speed.rate(), 1), "images": result.images,
+                  "tokens_per_s": round(tokens_per_s, 1), "model_flops_per_s": flops_per_s,
+                  "mfu": round(flops_per_s / peak, 4) if peak else None, "images": result.images,
                   "skipped_steps": self.skipped_steps, **(result.aux or {}), **self.stats.record()}
         self.writer.write(record)
 
