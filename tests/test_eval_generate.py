@@ -43,11 +43,13 @@ def make_prompts(tokenizer, model, image_counts=(1, 3, 2, 0, 1, 2)) -> list[Prom
 def test_kv_cache_equals_full_recompute_and_batch_equals_single(tiny):
     tokenizer, model = tiny
     prompts = make_prompts(tokenizer, model)
-    cached = generate(model, tokenizer, prompts, 8)
+    cached = generate(model, tokenizer, prompts, 8)  # one prefill chunk
+    chunked = generate(model, tokenizer, prompts, 8, prefill_tokens=150)  # prefill 1-2 rows at a time
     full = generate(model, tokenizer, prompts, 8, use_cache=False)
     single = [generate(model, tokenizer, [p], 8)[0] for p in prompts]
     assert [g.token_ids for g in cached] == [g.token_ids for g in full]
     assert [g.token_ids for g in cached] == [g.token_ids for g in single]
+    assert [g.token_ids for g in cached] == [g.token_ids for g in chunked]
     assert len({tuple(g.token_ids) for g in cached}) == len(prompts)  # outputs depend on the prompt
     assert all(len(g.token_ids) == 8 and g.stop_reason == "length" for g in cached)
 

@@ -2,12 +2,13 @@
 
 Cells are the mean over seeds, `± std` (sample std) when there are several; the
 best mean of each column is in bold (highest score, lowest loss; none when the whole column ties). A second
-table breaks the averages down per task; failed and unfinished runs are listed
+table breaks the averages down per task and adds each run's final training loss; failed and unfinished runs are listed
 with their errors.
 """
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from mm1.ablate.results import Cell, aggregate, columns_of, shot_column
 
@@ -48,12 +49,17 @@ def main_metrics(plan: dict) -> list[str]:
     return [shot_column(s) for s in ev["shots"]] if ev else ["final loss"]
 
 
-def task_metrics(cells: list[Cell], plan: dict) -> list[str]:
+def tasks_of(cells: list[Cell]) -> list[str]:
+    return sorted({k.rsplit(" ", 1)[0] for c in cells for k in c.values if k.endswith("-shot") and " " in k})
+
+
+def detail_metrics(cells: list[Cell], plan: dict) -> list[str]:
+    """Per task and k, then the final training loss (how far each run got)."""
     ev = plan["grid"]["eval"]
     if not ev:
         return []
-    tasks = sorted({k.rsplit(" ", 1)[0] for c in cells for k in c.values if " " in k and k != "final loss"})
-    return [shot_column(s, t) for t in tasks for s in ev["shots"]]
+    loss = ["final loss"] if any(c.values.get("final loss") for c in cells) else []
+    return [shot_column(s, t) for t in tasks_of(cells) for s in ev["shots"]] + loss
 
 
 def _problems(rows: list[dict]) -> list[str]:
@@ -71,7 +77,10 @@ def _header(plan: dict, cells: list[Cell]) -> list[str]:
     lines = [f"# Ablation: {grid['name']}" + (f" (preset `{plan['preset']}`)" if plan.get("preset") else ""), ""]
     if grid.get("description"):
         lines += [grid["description"].strip(), ""]
-    what = (f"Scores x100 (VQA accuracy, CIDEr) averaged over the tasks `{ev['tasks']}`, {ev['limit'] or 'all'} "
+    steps = f"{grid['steps']} training steps" if grid.get("steps") else "the recipe's training steps"
+    lines += [f"Each run: `{Path(grid['base']).name}` with its overrides, {steps}.", ""]
+    tasks = ", ".join(tasks_of(cells)) or ev["tasks"] if ev else ""
+    what = (f"Scores x100 (VQA accuracy, CIDEr) averaged over the tasks ({tasks}), {ev['limit'] or 'all'} "
             f"queries per task, {ev['trials']} demo draw(s) per k > 0." if ev else
             "Final training loss: mean of the losses logged over the last 10% of the steps.")
     seed_text = "/".join(map(str, seeds)) or "0"
@@ -83,9 +92,9 @@ def summary_markdown(plan: dict, rows: list[dict], extra: str = "") -> str:
     cells = aggregate(rows, columns_of(plan))
     lines = _header(plan, cells)
     lines.append(markdown_table(plan, cells, main_metrics(plan)))
-    per_task = task_metrics(cells, plan)
-    if per_task:
-        lines += ["## Per task", "", markdown_table(plan, cells, per_task)]
+    detail = detail_metrics(cells, plan)
+    if detail:
+        lines += ["## Per task", "", markdown_table(plan, cells, detail)]
     if extra:
         lines += [extra.rstrip(), ""]
     problems = _problems(rows)

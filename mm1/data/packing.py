@@ -51,7 +51,9 @@ def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length
     """Rows -> Batch, right-padded to `length` (default: the longest row)."""
     length = length or max(sum(map(len, row)) for row in rows)
     cols = [_row_columns(row, length, pad_id) for row in rows]
-    input_ids, labels, position_ids, segment_ids = (torch.tensor([c[k] for c in cols]) for k in range(4))  # (B, L)
+    # (B, L) each; numpy turns lists of ints into an array several times faster than torch.tensor
+    input_ids, labels, position_ids, segment_ids = (
+        torch.from_numpy(np.array([c[k] for c in cols], dtype=np.int64)) for k in range(4))
     attention_mask = (segment_ids > 0).long()
     pixels = [resized(img, image_size) for row in rows for ex in row for img in ex.images]
     images = normalise(np.stack(pixels)) if pixels else torch.zeros((0, 3, image_size, image_size))

@@ -119,14 +119,53 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def _last_logits(model, embeds, mask, positions, cache) -> torch.Tensor:
+    """One decoder pass -> (b, V) float logits of each row's last position."""
+    out = model.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                        past_key_values=cache, use_cache=cache is not None, logits_to_keep=1)
+    return out.logits[:, -1].float()
+
+
+def _merge(caches: list[DynamicCache], config) -> DynamicCache:
+    """Stack the per-chunk caches of equally padded rows into one batch cache."""
+    if len(caches) == 1:
+        return caches[0]
+    merged = DynamicCache(config=config)
+    for layer in range(len(caches[0].layers)):
+        keys = torch.cat([c.layers[layer].keys for c in caches])  # (B, heads, L, head_dim)
+        values = torch.cat([c.layers[layer].values for c in caches])
+        merged.update(keys, values, layer)
+    return merged
+
+
+def _prefill(model, prompts, ids, mask, positions, images, chunk_tokens: int):
+    """The prompt pass, in chunks of rows of about `chunk_tokens` tokens -> (logits (B, V), cache).
+
+    Chunks keep activations cache-sized: on a CPU a 32 x 340-token pass runs about 25% slower per
+    token than 2k-token chunks. Every row is padded to the same length, so the caches stack.
+    """
+    per_chunk = max(1, chunk_tokens // ids.shape[1])
+    counts = [len(p.images) for p in prompts]
+    logits, caches, first = [], [], 0
+    for i in range(0, len(prompts), per_chunk):
+        j, n = min(len(prompts), i + per_chunk), sum(counts[i: i + per_chunk])
+        embeds = model.embed(ids[i:j], images[first: first + n] if n else None)  # (b, L, D)
+        first += n
+        caches.append(DynamicCache(config=model.decoder.config))
+        logits.append(_last_logits(model, embeds, mask[i:j], positions[i:j], caches[-1]))
+    return torch.cat(logits), _merge(caches, model.decoder.config)
+
+
 @torch.inference_mode()
 def generate(
-    model, tokenizer, prompts: list[Prompt], max_new_tokens: int, stop: tuple[str, ...] = (), use_cache: bool = True
+    model, tokenizer, prompts: list[Prompt], max_new_tokens: int, stop: tuple[str, ...] = (),
+    use_cache: bool = True, prefill_tokens: int = 2048,
 ) -> list[Generation]:
     """Greedy continuation of every prompt, decoded as one left-padded batch.
 
-    Rows that have stopped leave the batch (and the KV cache), so the remaining
-    steps only compute the rows still decoding.
+    The prompt pass runs in row chunks of about `prefill_tokens` tokens; decoding
+    runs on the whole batch. Rows that have stopped leave the batch (and the KV
+    cache), so later steps only compute the rows still decoding.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -136,35 +175,33 @@ def generate(
     embed_table = model.decoder.get_input_embeddings()
     banned = torch.tensor(banned_token_ids(tokenizer, embed_table.num_embeddings), device=device)
     stopper = _Stopper(tokenizer, tuple(stop), len(prompts))
-    embeds = model.embed(ids, images)  # (B, L, D)
     positions = _positions(mask)  # (B, L)
-    cache = DynamicCache(config=model.decoder.config) if use_cache else None
+    if use_cache:
+        logits, cache = _prefill(model, prompts, ids, mask, positions, images, prefill_tokens)
+    else:
+        embeds, cache = model.embed(ids, images), None  # (B, L, D); recomputed through every step
+        logits = _last_logits(model, embeds, mask, positions, None)
     rows = torch.arange(len(prompts), device=device)  # prompt index of each batch row still decoding
-    step_embeds, step_pos = embeds, positions
-    for _ in range(max_new_tokens):
-        out = model.decoder(inputs_embeds=step_embeds, attention_mask=mask, position_ids=step_pos,
-                            past_key_values=cache, use_cache=use_cache, logits_to_keep=1)
-        logits = out.logits[:, -1].float()  # (b, V)
+    for step in range(max_new_tokens):
         logits[:, banned] = float("-inf")
         next_ids = logits.argmax(-1)  # (b,)
         stopper.add(rows.tolist(), next_ids.tolist())
-        keep = torch.tensor([i for i, r in enumerate(rows.tolist()) if not stopper.done[r]], dtype=torch.long,
-                            device=device)
-        if len(keep) == 0:
+        keep = [i for i, r in enumerate(rows.tolist()) if not stopper.done[r]]
+        if not keep or step == max_new_tokens - 1:
             break
         if len(keep) < len(rows):  # drop finished rows
-            rows, next_ids, mask, positions = rows[keep], next_ids[keep], mask[keep], positions[keep]
+            keep_t = torch.tensor(keep, dtype=torch.long, device=device)
+            rows, next_ids, mask, positions = rows[keep_t], next_ids[keep_t], mask[keep_t], positions[keep_t]
             if use_cache:
-                cache.batch_select_indices(keep)
+                cache.batch_select_indices(keep_t)
             else:
-                embeds = embeds[keep]
+                embeds = embeds[keep_t]
         new_embeds = embed_table(next_ids)[:, None]  # (b, 1, D)
-        new_pos = positions[:, -1:] + 1  # (b, 1)
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-        positions = torch.cat([positions, new_pos], dim=1)
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
         if use_cache:
-            step_embeds, step_pos = new_embeds, new_pos
+            logits = _last_logits(model, new_embeds, mask, positions[:, -1:], cache)
         else:
             embeds = torch.cat([embeds, new_embeds], dim=1)
-            step_embeds, step_pos = embeds, positions
+            logits = _last_logits(model, embeds, mask, positions, None)
     return stopper.results()

@@ -241,7 +241,7 @@ class Trainer:
             return
         due = self.step == self.cfg.train.steps or (e.every and self.step % e.every == 0)
         if due:
-            from mm1.eval.runner import evaluate_during_training
+            from mm1.eval.command import evaluate_during_training
 
             scores = evaluate_during_training(self.model, self.tokenizer, self.cfg, self.step, self.run_dir)
             if self.writer is not None:
