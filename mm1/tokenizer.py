@@ -45,7 +45,9 @@ def synth_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(specials + [w for w in vocabulary() if w not in specials])}
     core = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL["unk_token"]))
     core.normalizer = normalizers.Lowercase()  # prompt templates may be capitalised ("Question:")
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated")
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated")]
+    )
     core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tok = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
     tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, END_OF_CHUNK]})

@@ -96,3 +96,15 @@ def test_checkpoint_reloads_with_the_same_loss(tiny, tmp_path):
     assert torch.equal(before, after)
     assert loaded.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) == tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert param_counts(loaded.model) == param_counts(model)
+
+
+def test_synth_tokenizer_splits_words_and_punctuation_without_unknowns():
+    from mm1.tokenizer import synth_tokenizer
+
+    tok = synth_tokenizer()
+    ids = tok.encode("<image>Question: what colour is the circle? Short answer: red<|endofchunk|>",
+                     add_special_tokens=False)
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tokens == ["<image>", "question", ":", "what", "colour", "is", "the", "circle", "?", "short", "answer",
+                      ":", "red", "<|endofchunk|>"]
+    assert tok.unk_token not in tokens

@@ -47,7 +47,7 @@ def cmd_data(args) -> int:
 
 
 def _verdict(value: float, target: float) -> str:
-    return "met" if value >= target else f"MISSED by {target - value:.2f}"
+    return "met" if value >= target else f"MISSED by {target - value:.3f}"
 
 
 def format_data(r: dict, mixture: dict) -> str:
@@ -68,7 +68,7 @@ def format_data(r: dict, mixture: dict) -> str:
     lines.append(f"  raw PIL decode + resize {r['raw_decode_samples_per_s']:9.1f} samples/s "
                  f"{r['raw_decode_images_per_s']:9.1f} images/s")
     ratio = r["pipeline_vs_raw"]
-    lines.append(f"  pipeline / raw          {ratio:9.2f}   target >= {PIPELINE_TARGET}: "
+    lines.append(f"  pipeline / raw          {ratio:9.3f}   target >= {PIPELINE_TARGET}: "
                  f"{_verdict(ratio, PIPELINE_TARGET)}")
     return "\n".join(lines)
 

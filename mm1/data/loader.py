@@ -125,7 +125,8 @@ class MixedBatches(IterableDataset):
         rows_per_batch, data = self.cfg.train.batch_size, self.cfg.data
         packer = Packer(data.seq_len, rows_per_batch, self._reread(saved.get("open_rows", []), readers))
         # the remaining chunks of the document being consumed
-        pending = [self._example_at(origin, readers) for origin in saved.get("pending", [])]
+        pending_origins = saved.get("pending", [])
+        pending = self._reread([pending_origins], readers)[0] if pending_origins else []
         while True:
             ready: list[list[Example]] = []
             while len(ready) < rows_per_batch:
@@ -146,13 +147,33 @@ class MixedBatches(IterableDataset):
 
     def _reread(self, rows: list[list[dict]], readers: dict[str, SourceReader]) -> list[list[Example]]:
         """Rebuild the open rows of a saved position by reading their documents again."""
-        return [[self._example_at(origin, readers) for origin in row] for row in rows if row]
+        found = self._examples_at([o for row in rows for o in row], readers)
+        return [[found[_origin_key(o)] for o in row] for row in rows if row]
 
-    def _example_at(self, origin: dict, readers: dict[str, SourceReader]) -> Example:
-        reader = readers[origin["source"]]
-        again = SourceReader(reader.name, self.cfg.data.sources[reader.name].kind, reader.shards, reader.seed,
-                             {k: origin[k] for k in ("epoch", "shard", "offset")})
-        return self.builder(next(again))[origin["chunk"]]
+    def _examples_at(self, origins: list[dict], readers: dict[str, SourceReader]) -> dict[tuple, Example]:
+        """Read each shard holding a wanted document once, up to the last wanted sample."""
+        wanted: dict[tuple, set] = {}
+        for o in origins:
+            wanted.setdefault((o["source"], o["epoch"], o["shard"]), set()).add(o["offset"])
+        found: dict[tuple, Example] = {}
+        for (source, epoch, shard), offsets in wanted.items():
+            reader = readers[source]
+            order = SourceReader(source, self.cfg.data.sources[source].kind, reader.shards, reader.seed,
+                                 {"epoch": epoch})._order()
+            decode = DECODERS[self.cfg.data.sources[source].kind]
+            for index, sample in enumerate(read_shard(order[shard], Counter())):
+                if index in offsets:
+                    doc = decode(sample, source, Counter())
+                    doc.origin = {"source": source, "epoch": epoch, "shard": shard, "offset": index}
+                    for chunk in self.builder(doc):
+                        found[_origin_key(chunk.origin)] = chunk
+                if index >= max(offsets):
+                    break
+        return found
+
+
+def _origin_key(o: dict) -> tuple:
+    return o["source"], o["epoch"], o["shard"], o["offset"], o["chunk"]
 
 
 class Loader:
