@@ -54,7 +54,8 @@ def stop_after(trainer, steps: int) -> None:
     trainer.model.decoder.register_forward_hook(hook)
 
 
-@pytest.mark.parametrize("extra", [[], ["train.grad_accum=2"]], ids=["plain", "grad_accum"])
+@pytest.mark.parametrize("extra", [[], ["train.grad_accum=2"], ["model.decoder.moe={num_experts: 4, every: 1}"]],
+                         ids=["plain", "grad_accum", "moe"])
 def test_resume_gives_identical_losses(shard_root, tmp_path, extra):
     straight = pretrain(load_config(TINY, overrides(shard_root, tmp_path / "a", "train.steps=6", *extra)))
 
@@ -153,3 +154,20 @@ def test_export_is_self_contained_and_loads_identically(shard_root, tmp_path):
         a = direct.model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels).loss
         b = exported.model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels).loss
     assert torch.equal(a, b)
+
+
+def test_export_then_eval_gives_the_same_scores_as_the_run(tiny_overrides, tmp_path):
+    import json
+
+    run = pretrain(load_config(TINY, tiny_overrides + ["train.steps=2", "model.decoder.num_layers=1"]))
+    subprocess.run([sys.executable, "-m", "mm1", "export", str(run), "--out", str(tmp_path / "export")],
+                   cwd=ROOT, check=True, capture_output=True)
+    scores = []
+    for ckpt, out in ((run / "checkpoint", tmp_path / "e1"), (tmp_path / "export", tmp_path / "e2")):
+        proc = subprocess.run([sys.executable, "-m", "mm1", "eval", str(ckpt), "--tasks", "synth_vqa", "--shots", "0,2",
+                               "--trials", "1", "--limit", "6", "--out", str(out), "--data-root",
+                               str(load_config(run / "config.yaml").data.root)],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        scores.append((out / "table.csv").read_text())
+    assert scores[0] == scores[1]
