@@ -98,3 +98,19 @@ def test_first_fit_packer_keeps_rows_within_length():
     rows = closed + packer.rows
     assert all(sum(map(len, r)) <= 100 for r in rows)
     assert sum(len(e) for r in rows for e in r) == 400
+
+
+def test_packed_rows_respect_the_image_limit():
+    class Ex:
+        def __init__(self, n, images):
+            self.n, self.images = n, [None] * images
+
+        def __len__(self):
+            return self.n
+
+    packer, closed = Packer(1000, open_rows=2, max_images=4), []
+    for _ in range(12):
+        row = packer.add(Ex(20, 3))
+        if row:
+            closed.append(row)
+    assert all(sum(len(e.images) for e in r) <= 4 for r in closed + packer.rows)

@@ -51,7 +51,7 @@ def mixed_documents(cfg: Config) -> Iterator[Document]:
 def packing(cfg: Config, tokenizer, seq_len: int, tokens_per_image: int, max_images: int, rows: int) -> dict:
     """Packed vs padded efficiency of the examples in the first `rows` rows the packer closes."""
     builder = SequenceBuilder(tokenizer, tokens_per_image, seq_len, max_images)
-    packer = Packer(seq_len, cfg.train.batch_size)
+    packer = Packer(seq_len, cfg.train.batch_size, max_images=max_images)
     docs, closed, read = mixed_documents(cfg), [], 0
     while len(closed) < rows:
         read += 1

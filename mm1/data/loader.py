@@ -123,7 +123,8 @@ class MixedBatches(IterableDataset):
         readers = self._readers(slot, slots, saved.get("sources", {}))
         mixer = Mixer(self.cfg.data.mixture, self.cfg.data.seed * 1000 + slot, saved.get("draws", 0))
         rows_per_batch, data = self.cfg.train.batch_size, self.cfg.data
-        packer = Packer(data.seq_len, rows_per_batch, self._reread(saved.get("open_rows", []), readers))
+        packer = Packer(data.seq_len, rows_per_batch, self._reread(saved.get("open_rows", []), readers),
+                        max_images=data.max_images_per_seq)
         # the remaining chunks of the document being consumed
         pending_origins = saved.get("pending", [])
         pending = self._reread([pending_origins], readers)[0] if pending_origins else []

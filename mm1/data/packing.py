@@ -18,16 +18,22 @@ from mm1.data.sequence import IGNORE, Example
 
 
 class Packer:
-    """First-fit into at most `open_rows` rows; `add` returns a row when one has to be closed.
-    `rows` (the open rows) is part of the loader's saved position."""
+    """First-fit into at most `open_rows` rows of at most `seq_len` tokens and `max_images` images;
+    `add` returns a row when one has to be closed. `rows` (the open rows) is part of the loader's
+    saved position."""
 
-    def __init__(self, seq_len: int, open_rows: int, rows: list[list[Example]] | None = None):
-        self.seq_len, self.open_rows = seq_len, open_rows
+    def __init__(self, seq_len: int, open_rows: int, rows: list[list[Example]] | None = None,
+                 max_images: int | None = None):
+        self.seq_len, self.open_rows, self.max_images = seq_len, open_rows, max_images
         self.rows: list[list[Example]] = rows or []
+
+    def _fits(self, row: list[Example], ex: Example) -> bool:
+        images = sum(len(getattr(e, "images", ())) for e in row) + len(getattr(ex, "images", ()))
+        return sum(map(len, row)) + len(ex) <= self.seq_len and (self.max_images is None or images <= self.max_images)
 
     def add(self, ex: Example) -> list[Example] | None:
         for row in self.rows:
-            if sum(map(len, row)) + len(ex) <= self.seq_len:
+            if self._fits(row, ex):
                 row.append(ex)
                 return None
         closed = None
