@@ -6,9 +6,14 @@ import socket
 import subprocess
 import sys
 
+import shutil
+
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mm1.config import load_config
+from mm1.train.export import export
 from mm1.train.metrics import read_metrics
 from mm1.train.pretrain import pretrain
 from mm1.train.state import latest_checkpoint
@@ -69,17 +74,44 @@ def test_two_processes_match_one(shard_root, tmp_path, reference, strategy):
     assert (run / "checkpoint" / "model.safetensors").is_file()
 
 
-def test_fsdp_checkpoint_saved_on_two_resumes_on_one(shard_root, tmp_path, reference):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def sharded_run(shard_root, tmp_path_factory):
+    """A 2-process FSDP2 run with checkpoints at steps 3 and 5 (the end)."""
+    run = tmp_path_factory.mktemp("fsdp") / "run"
     proc = torchrun(overrides(shard_root, run, "parallel.strategy=fsdp", "train.checkpoint_every=3"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # drop the end of the run and resume from the step-3 checkpoint on a single process
-    (run / "checkpoints" / "latest").write_text("step_00000003")
-    resumed = run.parent / "resumed"
-    import shutil
+    return run
 
-    shutil.copytree(run / "checkpoints", resumed / "checkpoints")
+
+def test_fsdp_checkpoint_is_sharded_per_rank_and_exports_whole(sharded_run, tmp_path):
+    step = sharded_run / "checkpoints" / "step_00000005"
+    assert sorted(p.name for p in (step / "state").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert not (step / "model.safetensors").exists()  # no rank gathered the full state
+    exported = export(sharded_run / "checkpoints" / "step_00000005", tmp_path / "export")
+    final = load_file(str(sharded_run / "checkpoint" / "model.safetensors"))  # gathered at the end
+    weights = load_file(str(exported / "model.safetensors"))
+    assert weights.keys() == final.keys()
+    assert all(torch.equal(weights[k], final[k]) for k in final)
+
+
+def resumable_copy(run, dest, step: int):
+    """The run's checkpoints up to `step`, as if it had been stopped right after saving it."""
+    shutil.copytree(run / "checkpoints", dest / "checkpoints")
+    (dest / "checkpoints" / "latest").write_text(f"step_{step:08d}")
+    return dest
+
+
+def test_fsdp_checkpoint_saved_on_two_resumes_on_one(shard_root, sharded_run, tmp_path, reference):
+    resumed = resumable_copy(sharded_run, tmp_path / "resumed", 3)
     pretrain(load_config(TINY, overrides(shard_root, resumed, "data.num_workers=2", "train.grad_accum=2")),
              resume=str(latest_checkpoint(resumed)))
     losses = [r["loss"] for r in read_metrics(resumed)]
     assert losses == pytest.approx(reference[3:], rel=1e-5, abs=1e-6)  # same data slots: exact position
+
+
+def test_fsdp_checkpoint_resumes_on_two(shard_root, sharded_run, tmp_path, reference):
+    resumed = resumable_copy(sharded_run, tmp_path / "resumed", 3)
+    proc = torchrun(["--resume", "auto", *overrides(shard_root, resumed, "parallel.strategy=fsdp")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = [r["loss"] for r in read_metrics(resumed)]
+    assert losses == pytest.approx(reference[3:], rel=1e-5, abs=1e-6)

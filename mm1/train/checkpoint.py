@@ -36,11 +36,14 @@ def save_weights(state: dict, path: Path) -> None:
     save_file(out, str(path))
 
 
-def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer, state: dict | None = None) -> Path:
-    """Weights (`state`, default the model's own), resolved config, tokenizer and decoder config."""
+def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer, state: dict | None = None,
+                    weights: bool = True) -> Path:
+    """Weights (`state`, default the model's own; none if not `weights`), resolved config,
+    tokenizer and decoder config."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_weights(model.state_dict() if state is None else state, path / WEIGHTS)
+    if weights:
+        save_weights(model.state_dict() if state is None else state, path / WEIGHTS)
     (path / CONFIG).write_text(dump_yaml(cfg))
     tokenizer.save_pretrained(str(path / TOKENIZER))
     model.decoder.config.save_pretrained(str(path / DECODER))
@@ -50,13 +53,19 @@ def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer, state: dict |
 def load_checkpoint(path, device: str | torch.device = "cpu") -> Loaded:
     from mm1.build import build_model
 
+    from mm1.train.state import is_sharded, load_sharded_weights
+
     path = Path(path)
-    if not (path / WEIGHTS).is_file():
+    sharded = is_sharded(path)
+    if not sharded and not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{path} is not an mm1 checkpoint: {WEIGHTS} is missing")
     cfg = config_from_dict(yaml.safe_load((path / CONFIG).read_text()))
     cfg.model.vision.pretrained = None  # the saved weights replace any pretrained init
     tokenizer = load_tokenizer(path / TOKENIZER)
     decoder_cfg = AutoConfig.from_pretrained(str(path / DECODER), local_files_only=True)
     model = build_model(cfg, tokenizer, device="cpu", decoder_hf_cfg=decoder_cfg)
-    model.load_state_dict(load_file(str(path / WEIGHTS)))
+    if sharded:
+        load_sharded_weights(path, model)
+    else:
+        model.load_state_dict(load_file(str(path / WEIGHTS)))
     return Loaded(cfg, tokenizer, model.to(device).eval())

@@ -4,8 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mm1.train.checkpoint import CONFIG, DECODER, TOKENIZER, WEIGHTS
-from mm1.train.state import latest_checkpoint
+from mm1.train.checkpoint import CONFIG, DECODER, TOKENIZER, WEIGHTS, load_checkpoint, save_weights
+from mm1.train.state import is_sharded, latest_checkpoint
 
 PARTS = (WEIGHTS, CONFIG, TOKENIZER, DECODER)
 
@@ -14,7 +14,7 @@ def source_checkpoint(run) -> Path:
     """The run's final checkpoint, else its latest full-state checkpoint, else `run` itself if it is one."""
     run = Path(run)
     for candidate in (run / "checkpoint", latest_checkpoint(run), run):
-        if candidate is not None and (candidate / WEIGHTS).is_file():
+        if candidate is not None and ((candidate / WEIGHTS).is_file() or is_sharded(candidate)):
             return candidate
     raise FileNotFoundError(f"{run}: no checkpoint found (looked for checkpoint/, checkpoints/latest, {WEIGHTS})")
 
@@ -24,6 +24,8 @@ def export(run, out) -> Path:
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--out {out}: folder exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
+    if is_sharded(src):  # a multi-process run's checkpoint: gather its shards into one weights file
+        save_weights(load_checkpoint(src).model.state_dict(), out / WEIGHTS)
     for part in PARTS:
         path = src / part
         if path.is_dir():

@@ -19,7 +19,7 @@ from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
 from mm1.train.parallelize import parallelize
-from mm1.train.state import gather_state, resolve_resume, unwrap
+from mm1.train.state import full_model_state, resolve_resume, unwrap
 from mm1.train.trainer import Trainer
 
 
@@ -114,7 +114,7 @@ def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
 
 def save_final(trainer: Trainer) -> None:
     """The model alone (weights, config, tokenizer) in `<run>/checkpoint`: what eval and export read."""
-    model_sd, _, _ = gather_state(trainer.model, None, trainer.dist)
+    model_sd = full_model_state(trainer.model)
     if trainer.dist.is_main:
         path = save_checkpoint(trainer.run_dir / "checkpoint", unwrap(trainer.model), trainer.cfg, trainer.tokenizer,
                                state=model_sd)

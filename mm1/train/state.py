@@ -1,9 +1,16 @@
 """Full-state checkpoints that a crash at any moment cannot corrupt.
 
 Layout under `<run>/checkpoints/`:
-  step_00000100/   model.safetensors, optimizer.pt, trainer.json (step, data position,
-                   RNG states, fault counters), config.yaml, tokenizer/, decoder/
+  step_00000100/   trainer.json (step, data position, fault counters), rng.pt (every
+                   rank's RNG states), config.yaml, tokenizer/, decoder/, and the weights:
+                     one process:   model.safetensors + optimizer.pt (full state)
+                     N processes:   state/ (torch.distributed.checkpoint: each rank writes
+                                    its own shards of model and optimizer; no rank ever
+                                    holds the full state)
   latest           the name of the newest *complete* checkpoint
+
+Both kinds resume on any number of processes: a sharded checkpoint is resharded by
+torch.distributed.checkpoint on load, a full one is broadcast from rank 0.
 
 A checkpoint is written into `.tmp-step_...`, made visible by an atomic rename,
 and only then does `latest` move (itself replaced atomically). A process killed
@@ -15,17 +22,28 @@ import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions, get_model_state_dict, get_optimizer_state_dict, get_state_dict, set_model_state_dict,
+    set_optimizer_state_dict, set_state_dict,
+)
 
-from mm1.train.checkpoint import save_checkpoint
+from mm1.train.checkpoint import WEIGHTS, save_checkpoint
 from mm1.train.distributed import Dist, barrier
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+STATE = "state"  # sharded model + optimizer (multi-process runs)
+OPTIMIZER = "optimizer.pt"  # full optimizer state (1-process runs)
+RNG = "rng.pt"
+TRAINER = "trainer.json"
 
 
 def rng_state() -> dict:
@@ -38,38 +56,40 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _full(**kw):
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
+def full_model_state(model) -> dict:
+    """The whole (unsharded) model state on CPU, on rank 0 (empty elsewhere). Collective."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
-    return StateDictOptions(full_state_dict=True, **kw)
 
-
-def gather_state(model, optimizer, d: Dist) -> tuple[dict, dict | None, list]:
-    """Full (unsharded) model and optimizer (if given) state on CPU, on rank 0, and every rank's
-    RNG state. Collective."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
-
-    model_sd = get_model_state_dict(model, options=_full(cpu_offload=True))
-    optim_sd = None if optimizer is None else get_optimizer_state_dict(model, optimizer, options=_full(cpu_offload=True))
-    rngs = [rng_state()]
-    if d.enabled:
-        rngs = [None] * d.world_size
-        torch.distributed.all_gather_object(rngs, rng_state())
-    return model_sd, optim_sd, rngs
+def gather_rng(d: Dist) -> list:
+    """Every rank's RNG state, on every rank. Collective."""
+    if not d.enabled:
+        return [rng_state()]
+    rngs = [None] * d.world_size
+    torch.distributed.all_gather_object(rngs, rng_state())
+    return rngs
 
 
 def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: int, d: Dist = Dist()) -> Path:
     """Write checkpoint `step_N` for `trainer["step"]`, move `latest`, prune to `keep`. Collective."""
-    model_sd, optim_sd, rngs = gather_state(model, optimizer, d)
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"step_{trainer['step']:08d}"
+    tmp = root / f".tmp-{final.name}"
     if d.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".tmp-{final.name}"
         shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(tmp, unwrap(model), cfg, tokenizer, state=model_sd)
-        torch.save({"optimizer": optim_sd, "rng": rngs}, tmp / "optimizer.pt")
-        (tmp / "trainer.json").write_text(json.dumps({**trainer, "world_size": d.world_size}))
+        tmp.mkdir(parents=True)
+    barrier(d)
+    if d.enabled:
+        _save_sharded(tmp / STATE, model, optimizer)
+    else:
+        save_checkpoint(tmp, unwrap(model), cfg, tokenizer)
+        torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, tmp / OPTIMIZER)
+    rngs = gather_rng(d)
+    if d.is_main:
+        if d.enabled:
+            save_checkpoint(tmp, unwrap(model), cfg, tokenizer, weights=False)
+        torch.save(rngs, tmp / RNG)
+        (tmp / TRAINER).write_text(json.dumps({**trainer, "world_size": d.world_size}))
         _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -78,6 +98,11 @@ def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: i
         _prune(root, keep)
     barrier(d)
     return final
+
+
+def _save_sharded(path: Path, model, optimizer) -> None:
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path))
 
 
 def unwrap(model):
@@ -90,7 +115,7 @@ def latest_checkpoint(run_dir) -> Optional[Path]:
     if not pointer.is_file():
         return None
     path = root / pointer.read_text().strip()
-    return path if (path / "trainer.json").is_file() else None
+    return path if (path / TRAINER).is_file() else None
 
 
 def resolve_resume(run_dir, resume: Optional[str]) -> Optional[Path]:
@@ -102,26 +127,60 @@ def resolve_resume(run_dir, resume: Optional[str]) -> Optional[Path]:
     path = Path(resume)
     if (path / CHECKPOINTS).is_dir():
         path = latest_checkpoint(path)
-    if path is None or not (path / "trainer.json").is_file():
+    if path is None or not (path / TRAINER).is_file():
         raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there (trainer.json missing)")
     return path
 
 
 def load_state(path: Path, model, optimizer, d: Dist = Dist()) -> dict:
-    """Restore model, optimizer and this rank's RNG; works for any number of ranks (full state dicts)."""
-    from safetensors.torch import load_file
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
-
-    extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
-    model_sd = load_file(str(path / "model.safetensors")) if d.is_main or not d.enabled else {}
-    optim_sd = extra["optimizer"] if d.is_main or not d.enabled else {}
-    options = _full(broadcast_from_rank0=True) if d.enabled else _full()
-    set_model_state_dict(model, model_sd, options=options)
-    set_optimizer_state_dict(model, optimizer, optim_sd, options=options)
-    rngs = extra["rng"]
+    """Restore model, optimizer and this rank's RNG, whatever the number of ranks that saved it."""
+    if is_sharded(path):
+        _load_sharded(path / STATE, model, optimizer)
+    else:
+        _load_full(path, model, optimizer, d)
+    rngs = torch.load(path / RNG, map_location="cpu", weights_only=False)
     if d.rank < len(rngs):
         set_rng_state(rngs[d.rank])
-    return json.loads((path / "trainer.json").read_text())
+    return json.loads((path / TRAINER).read_text())
+
+
+def is_sharded(path: Path) -> bool:
+    return (Path(path) / STATE / ".metadata").is_file()
+
+
+def _load_sharded(path: Path, model, optimizer) -> None:
+    """torch.distributed.checkpoint reads the shards this rank needs, in the current layout
+    (also in a process with no process group: the whole state, for 1-process resume)."""
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optimizer": optim_sd}
+    _read_shards(state, path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+def _read_shards(state: dict, path: Path) -> None:
+    """dcp.load, also in a process with no process group (it then reads the whole state)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        dcp.load(state, checkpoint_id=str(path))
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is .*single process")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+
+
+def _load_full(path: Path, model, optimizer, d: Dist) -> None:
+    main = d.is_main or not d.enabled
+    model_sd = load_file(str(path / WEIGHTS)) if main else {}
+    optim_sd = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=False)["optimizer"] if main else {}
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=d.enabled)
+    set_model_state_dict(model, model_sd, options=options)
+    set_optimizer_state_dict(model, optimizer, optim_sd, options=options)
+
+
+def load_sharded_weights(path: Path, model) -> None:
+    """Only the model part of a sharded checkpoint, into an ordinary (unsharded) model."""
+    state = {"model": model.state_dict()}
+    _read_shards(state, Path(path) / STATE)
+    model.load_state_dict(state["model"])
 
 
 def _write_atomic(path: Path, text: str) -> None:
