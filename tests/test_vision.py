@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mm1.config.schema import VisionConfig
-from mm1.model.vision import VisionEncoder, _build_tower
+from mm1.model.vision import IMAGE_MEAN, IMAGE_STD, VisionEncoder, _build_tower
 
 
 def small(**kw) -> VisionConfig:
@@ -17,6 +17,17 @@ def test_returns_patch_tokens_without_cls():
     enc = VisionEncoder(small())
     out = enc(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 16, 32)  # 4x4 patches, no CLS token
+
+
+def test_uint8_pixels_are_clip_normalised_by_the_encoder():
+    enc = VisionEncoder(small()).eval()
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(3, 1, 1)
+    by_hand = (pixels.float() / 255 - mean) / std
+    with torch.no_grad():
+        assert torch.equal(enc(pixels), enc(by_hand))
+        assert not torch.allclose(enc(pixels), enc(pixels.float() / 255))
 
 
 def test_feature_layer_selects_block_and_prunes_the_rest():

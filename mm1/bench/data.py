@@ -5,12 +5,12 @@ the first `rows` rows the packer closes (the `train.batch_size` rows still open
 are left out: in a run they keep filling). It is measured on the recipe's mixture
 for each layout (seq_len, tokens per image, images per sequence), next to the
 padding efficiency of the same examples one per row, padded to seq_len. The
-images per packed row are reported too: the packer bounds tokens per row, and
-`max_images` bounds the images of each example, not of a packed row.
+images per packed row are reported too: `max_images` bounds the images of each
+example and of each packed row.
 
 Throughput runs the training loader's dataset in this process (one worker's work:
-read shards, decode, resize + normalise, tokenize, pack, collate) until `samples`
-raw samples were read, and times it against decoding and resizing the images of
+read shards, decode, resize to uint8 pixels, tokenize, pack, collate; the encoder
+normalises on its device) until `samples` raw samples were read, and times it against decoding and resizing the images of
 exactly those samples with PIL from bytes already in memory (no tar reading).
 The two alternate for `rounds` rounds after one warm-up round; rates are medians.
 """

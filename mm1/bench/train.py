@@ -41,6 +41,7 @@ from mm1.config.schema import Config
 from mm1.data.batch import Batch
 from mm1.data.loader import MixedBatches
 from mm1.model.mm1 import document_mask
+from mm1.model.vision import normalise_pixels
 from mm1.tokenizer import build_tokenizer
 from mm1.train.mfu import decoder_flops_per_token, device_peak_flops, image_flops, mfu
 from mm1.train.optim import build_optimizer, resolve_lr
@@ -94,7 +95,7 @@ def llava_step(cfg: Config, mm1_model, device: torch.device) -> tuple[torch.nn.M
         optimizer.zero_grad(set_to_none=True)
         mask = batch.attention_mask if batch.segment_ids is None else document_mask(batch.segment_ids)
         with autocast(device, amp):
-            out = model(input_ids=batch.input_ids, pixel_values=batch.images, attention_mask=mask,
+            out = model(input_ids=batch.input_ids, pixel_values=normalise_pixels(batch.images), attention_mask=mask,
                         position_ids=batch.position_ids, labels=batch.labels, use_cache=False)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)

@@ -12,7 +12,7 @@ class Batch:
     input_ids: torch.Tensor  # (B, L) token ids; each image is a run of T image-placeholder ids
     labels: torch.Tensor  # (B, L) next-token targets aligned with input_ids; -100 = no loss
     attention_mask: torch.Tensor  # (B, L) 1 = real token, 0 = padding
-    images: torch.Tensor  # (N, 3, H, W) normalised pixels, in order of appearance (row-major over B, L)
+    images: torch.Tensor  # (N, 3, H, W) uint8 pixels, in order of appearance (row-major over B, L)
     position_ids: Optional[torch.Tensor] = None  # (B, L); None = 0..L-1; packed rows restart per document
     segment_ids: Optional[torch.Tensor] = None  # (B, L) document index within a packed row (0 = padding)
     sources: list[str] = field(default_factory=list)  # source name of each document (for logging)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mm1.data.batch import Batch
-from mm1.data.image import normalise, resized
+from mm1.data.image import resized, to_tensor
 from mm1.data.sequence import IGNORE, Example
 
 
@@ -62,7 +62,7 @@ def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length
         torch.from_numpy(np.array([c[k] for c in cols], dtype=np.int64)) for k in range(4))
     attention_mask = (segment_ids > 0).long()
     pixels = [resized(img, image_size) for row in rows for ex in row for img in ex.images]
-    images = normalise(np.stack(pixels)) if pixels else torch.zeros((0, 3, image_size, image_size))
+    images = to_tensor(np.stack(pixels)) if pixels else torch.zeros((0, 3, image_size, image_size), dtype=torch.uint8)
     packed = any(len(row) > 1 for row in rows)
     return Batch(input_ids, labels, attention_mask, images,
                  position_ids=position_ids if packed else None, segment_ids=segment_ids if packed else None,

@@ -46,11 +46,24 @@ class VisionEncoder(nn.Module):
         return self.grid * self.grid
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised pixels -> (B, P, D) patch features, CLS token dropped."""
+        """(B, 3, H, W) pixels -> (B, P, D) patch features, CLS token dropped.
+
+        uint8 pixels (what mm1's loaders produce) are CLIP-normalised here, on the
+        model's device; floating-point input is taken as already normalised.
+        """
+        if images.dtype == torch.uint8:
+            images = normalise_pixels(images)
         out = self.visual.forward_intermediates(
             images, indices=[self.layer_index], stop_early=True, intermediates_only=True, output_fmt="NLC"
         )
         return out["image_intermediates"][0]  # (B, P, D)
+
+
+def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> float32 (x / 255 - mean) / std per channel."""
+    mean = torch.tensor(IMAGE_MEAN, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=pixels.device).view(3, 1, 1)
+    return pixels.float().div_(255.0).sub_(mean).div_(std)
 
 
 def _build_tower(cfg: VisionConfig) -> nn.Module:
