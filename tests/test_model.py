@@ -58,8 +58,12 @@ def test_forward_backward_reaches_every_part(tiny):
     cfg, tokenizer, model = tiny
     batch = fixed_batch(cfg, tokenizer)
     out = model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels)
-    assert out.logits.shape[:2] == batch.input_ids.shape
     assert out.num_label_tokens == int((batch.labels[:, 1:] != IGNORE).sum())
+    with torch.no_grad():  # the loss (head run on labelled positions only) == mean CE of the full logits
+        logits = model(batch.input_ids, batch.images, batch.attention_mask).logits  # (B, L, V)
+        assert logits.shape[:2] == batch.input_ids.shape
+        full = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten())
+    torch.testing.assert_close(out.loss, full, rtol=1e-5, atol=1e-6)
     out.loss.backward()
     for part in (model.vision, model.connector, model.decoder):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())

@@ -51,7 +51,7 @@ def stop_after(trainer, steps: int) -> None:
         if calls["n"] == steps * trainer.cfg.train.grad_accum:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    trainer.model.decoder.register_forward_hook(hook)
+    trainer.model.decoder.get_output_embeddings().register_forward_hook(hook)
 
 
 @pytest.mark.parametrize("extra", [[], ["train.grad_accum=2"], ["model.decoder.moe={num_experts: 4, every: 1}"]],
@@ -102,10 +102,10 @@ def test_nan_steps_are_skipped_then_stop_the_run(shard_root, tmp_path):
     def hook(module, args, output):
         calls["n"] += 1
         if calls["n"] in poisoned:
-            output.logits = output.logits * float("nan")
+            return output * float("nan")
         return output
 
-    trainer.model.decoder.register_forward_hook(hook)
+    trainer.model.decoder.get_output_embeddings().register_forward_hook(hook)
     with pytest.raises(NumericalFault, match="3 consecutive steps"):
         trainer.run()
     trainer.close()

@@ -3,7 +3,7 @@
 mm1's step is `mm1.train.trainer.train_step` (forward, backward, gradient clipping,
 AdamW). The reference is `transformers.LlavaForConditionalGeneration` built to the
 same sizes: a CLIP vision tower of the same width, depth (the blocks mm1 runs, up
-to its feature layer), heads, MLP ratio and image size, mm1's own decoder config
+to its feature layer), heads, MLP ratio, activation and image size, mm1's own decoder config
 as its text model, and the same step (forward with labels, backward, clipping,
 AdamW with mm1's parameter groups). Both get the same real batches from the
 recipe's loader, already on the device: same input ids, images, position ids and
@@ -32,6 +32,7 @@ import statistics
 import time
 from typing import Callable
 
+import open_clip
 import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
@@ -75,11 +76,18 @@ def llava_config(cfg: Config, mm1_model) -> transformers.LlavaConfig:
                          f"number of tokens whose side divides the image size")
     vision = transformers.CLIPVisionConfig(
         hidden_size=v.width, intermediate_size=int(v.width * v.mlp_ratio), num_attention_heads=v.heads,
-        num_hidden_layers=v.feature_layer % v.layers + 1, image_size=v.image_size, patch_size=v.image_size // side)
+        num_hidden_layers=v.feature_layer % v.layers + 1, image_size=v.image_size, patch_size=v.image_size // side,
+        hidden_act=_activation(mm1_model))
     return transformers.LlavaConfig(
         vision_config=vision, text_config=copy.deepcopy(mm1_model.decoder.config),
         image_token_index=mm1_model.image_token_id, vision_feature_layer=-1,
         vision_feature_select_strategy="default")
+
+
+def _activation(mm1_model) -> str:
+    """The MLP activation of mm1's vision tower, as a transformers `hidden_act` name."""
+    quick = any(isinstance(m, open_clip.transformer.QuickGELU) for m in mm1_model.vision.modules())
+    return "quick_gelu" if quick else "gelu"
 
 
 def llava_step(cfg: Config, mm1_model, device: torch.device) -> tuple[torch.nn.Module, Step]:

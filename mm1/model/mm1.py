@@ -22,7 +22,7 @@ from mm1.model.vision import VisionEncoder
 @dataclass
 class MM1Output:
     loss: Optional[torch.Tensor]  # mean next-token loss over labelled positions
-    logits: torch.Tensor  # (B, L, V)
+    logits: Optional[torch.Tensor]  # (B, L, V) without labels; None with labels (see next_token_loss)
     num_label_tokens: int
     aux_loss: Optional[torch.Tensor] = None  # weighted sum of auxiliary losses (MoE balance + z-loss)
     aux: Optional[dict] = None  # name -> float, for logging (router statistics, dropped tokens...)
@@ -74,14 +74,13 @@ class MM1Model(nn.Module):
         embeds = self.embed(input_ids, images)
         if segment_ids is not None:
             attention_mask = document_mask(segment_ids)
-        out = self.decoder(
-            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        )
-        aux_loss, aux = collect_aux(self.decoder)  # MoE router losses of this forward; (None, None) if dense
+        inputs = dict(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
         if labels is None:
-            return MM1Output(None, out.logits, 0, aux_loss, aux)
-        loss, count = next_token_loss(out.logits, labels)
-        return MM1Output(loss, out.logits, count, aux_loss, aux)
+            logits = self.decoder(**inputs).logits
+            return MM1Output(None, logits, 0, *collect_aux(self.decoder))
+        hidden = self.decoder.get_decoder()(**inputs).last_hidden_state  # (B, L, D)
+        loss, count = next_token_loss(hidden, labels, self.decoder.get_output_embeddings())
+        return MM1Output(loss, None, count, *collect_aux(self.decoder))  # MoE router losses; (None, None) if dense
 
 
 def document_mask(segment_ids: torch.Tensor) -> torch.Tensor:
@@ -94,11 +93,16 @@ def document_mask(segment_ids: torch.Tensor) -> torch.Tensor:
     return ((same & causal) | eye)[:, None]  # (B, 1, L, L)
 
 
-def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy of position t's logits against labels[t + 1], ignoring -100."""
+def next_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy of the logits at position t against labels[t + 1], ignoring -100.
+
+    The output head runs only on the positions that have a label: image tokens (more than
+    half of an MM1 sequence) and padding never get vocabulary logits, which saves their
+    head FLOPs and the memory of their (L, V) logits.
+    """
     targets = labels[:, 1:]  # (B, L-1)
-    count = int((targets != -100).sum())
-    loss = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
+    keep = targets != -100
+    count = int(keep.sum())
+    logits = head(hidden[:, :-1][keep])  # (N, V) for the N labelled positions
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
     return loss / max(count, 1), count
