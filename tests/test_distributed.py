@@ -47,11 +47,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(args: list[str]) -> subprocess.CompletedProcess:
+def torchrun(args: list[str], launcher: str = "torchrun") -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
-           "-m", "mm1", "pretrain", str(TINY), *args]
+    launch = {
+        "torchrun": ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"],
+        # README's accelerate command; --multi_gpu launches N processes, which use gloo on a CPU machine
+        "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                       "--main_process_ip", "127.0.0.1"],
+    }[launcher]
+    port = ["--master-port" if launcher == "torchrun" else "--main_process_port", str(free_port())]
+    cmd = [sys.executable, *launch, *port, "-m", "mm1", "pretrain", str(TINY), *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -63,10 +69,10 @@ def reference(shard_root, tmp_path_factory):
     return [r["loss"] for r in read_metrics(run)]
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_match_one(shard_root, tmp_path, reference, strategy):
+@pytest.mark.parametrize("strategy,launcher", [("ddp", "torchrun"), ("fsdp", "torchrun"), ("fsdp", "accelerate")])
+def test_two_processes_match_one(shard_root, tmp_path, reference, strategy, launcher):
     run = tmp_path / "run"
-    proc = torchrun(overrides(shard_root, run, f"parallel.strategy={strategy}"))
+    proc = torchrun(overrides(shard_root, run, f"parallel.strategy={strategy}"), launcher)
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = [r["loss"] for r in read_metrics(run)]
     assert len(losses) == STEPS
