@@ -5,9 +5,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mm1.build import build, param_counts
 from mm1.config import load_config
 from mm1.info import info
+from mm1.model.connectors import CONNECTORS
+from mm1.train.mfu import image_flops
 from tests.conftest import ROOT, TINY
 
 
@@ -34,3 +38,13 @@ def test_info_builds_a_large_encoder_without_memory():
     assert 600e6 < result["params"]["vision"] < 700e6  # ViT-H/14 tower, no text tower
     assert result["patches_per_image"] == 27 * 27
     assert result["params"]["trainable"] == result["params"]["total"] - result["params"]["vision"]
+
+
+@pytest.mark.parametrize("kind", sorted(CONNECTORS))
+def test_image_flops_counts_every_connector(kind):
+    """The trainer's FLOP count runs one image through encoder and connector (attention_pool once failed here)."""
+    cfg = load_config(TINY, [f"model.connector.kind={kind}", "model.connector.num_tokens=64" if kind == "mlp" else
+                             "model.connector.num_tokens=16"])
+    _, model = build(cfg)
+    assert image_flops(model) > 0
+    assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind

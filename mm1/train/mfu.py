@@ -100,11 +100,12 @@ def image_flops(model) -> int:
     """Training FLOPs of one image through an MM1Model's encoder and connector."""
     size = model.cfg.vision.image_size
     image = torch.zeros(1, 3, size, size, device=next(model.parameters()).device)  # (1, 3, H, W)
-    with torch.no_grad():
-        with FlopCounterMode(display=False) as vision_count:
-            features = model.vision(image)  # (1, P, Dv)
-        with FlopCounterMode(display=False) as connector_count:
-            model.connector(features)  # (1, T, D)
+    # with autograd on: FlopCounterMode's module tracker hooks the gradient graph, and under
+    # no_grad it fails on modules whose inputs come from a parameter (attention_pool's queries)
+    with FlopCounterMode(display=False) as vision_count:
+        features = model.vision(image)  # (1, P, Dv)
+    with FlopCounterMode(display=False) as connector_count:
+        model.connector(features.detach())  # (1, T, D)
     vision_factor = 1 if model.cfg.vision.freeze else 3
     return vision_factor * vision_count.get_total_flops() + 3 * connector_count.get_total_flops()
 
