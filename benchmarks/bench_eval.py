@@ -38,7 +38,7 @@ from mm1.eval.generate import Prompt, banned_token_ids, generate, left_pad  # no
 from mm1.eval.runner import EvalSettings, Prompter, evaluate, make_selector  # noqa: E402
 from mm1.tokenizer import END_OF_CHUNK  # noqa: E402
 
-WORKLOADS = "synth_vqa:0,synth_vqa:4,synth_vqa:8,synth_caption:0,synth_caption:4"
+WORKLOADS = "synth_vqa:0,synth_vqa:4,synth_vqa:8,synth_caption:0,synth_caption:4,synth_caption:8"
 
 
 def load_model(checkpoint):

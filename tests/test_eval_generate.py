@@ -5,10 +5,12 @@ import contextlib
 
 import pytest
 import torch
+import torch.nn.functional as F
+from transformers.cache_utils import DynamicLayer
 
 from mm1.build import build
 from mm1.config import load_config
-from mm1.eval.generate import Prompt, generate
+from mm1.eval.generate import Prompt, _RoomyLayer, _stack, generate
 from mm1.tokenizer import END_OF_CHUNK, IMAGE_TOKEN
 from tests.conftest import TINY
 
@@ -54,6 +56,44 @@ def test_kv_cache_equals_full_recompute_and_batch_equals_single(tiny):
     assert [g.token_ids for g in cached] == [g.token_ids for g in chunked]
     assert len({tuple(g.token_ids) for g in cached}) == len(prompts)  # outputs depend on the prompt
     assert all(len(g.token_ids) == 8 and g.stop_reason == "length" for g in cached)
+
+
+def test_shared_images_are_encoded_once_and_change_nothing(tiny):
+    """Prompts that share demo images (equal pixels, separate tensors): each distinct image goes
+    through the vision tower once, and every row decodes as it does alone."""
+    tokenizer, model = tiny
+    base = make_prompts(tokenizer, model, (3, 2, 3, 1, 2))
+    pool = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    picks = [[0, 1, 2], [2, 0], [1, 2, 0], [1], [0, 0]]
+    prompts = [Prompt(p.input_ids, pool[k].clone()) for p, k in zip(base, picks)]
+    seen = []
+    handle = model.vision.register_forward_hook(lambda module, inputs, out: seen.append(len(inputs[0])))
+    try:
+        shared = generate(model, tokenizer, prompts, 6)
+    finally:
+        handle.remove()
+    assert sum(seen) == 3
+    full = generate(model, tokenizer, prompts, 6, use_cache=False)  # model.embed on every image
+    single = [generate(model, tokenizer, [p], 6)[0] for p in prompts]
+    assert [g.token_ids for g in shared] == [g.token_ids for g in full] == [g.token_ids for g in single]
+
+
+def test_roomy_cache_layer_matches_dynamic_layer():
+    """The preallocated KV layer holds what DynamicLayer's concatenation holds: chunks of different
+    widths left-padded with zeros, steps appended (past its room too), rows dropped."""
+    g = torch.Generator().manual_seed(3)
+    k1, v1, k2, v2 = (torch.randn(n, 2, w, 4, generator=g) for n, w in ((2, 3), (2, 3), (1, 5), (1, 5)))
+    roomy = _RoomyLayer(_stack([k1, k2], [3, 5], room=1), _stack([v1, v2], [3, 5], room=1), 5)
+    ref = DynamicLayer()
+    ref.update(torch.cat([F.pad(k1, (0, 0, 2, 0)), k2]), torch.cat([F.pad(v1, (0, 0, 2, 0)), v2]))
+    for rows in (3, 3, 2, 2):  # the second step overflows the room of one: the buffers grow
+        if rows < roomy.keys.shape[0]:
+            roomy.batch_select_indices(torch.tensor([0, 2]))
+            ref.batch_select_indices(torch.tensor([0, 2]))
+        k, v = torch.randn(rows, 2, 1, 4, generator=g), torch.randn(rows, 2, 1, 4, generator=g)
+        for a, b in zip(roomy.update(k, v), ref.update(k, v)):
+            assert torch.equal(a, b)
+        assert roomy.get_seq_length() == ref.get_seq_length()
 
 
 def test_images_change_the_generation(tiny):
@@ -138,3 +178,7 @@ def test_bad_arguments(tiny):
         generate(model, tokenizer, [], 4)
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(model, tokenizer, make_prompts(tokenizer, model, (1,)), 0)
+    two = make_prompts(tokenizer, model, (2,))[0]
+    for images in (two.images[:1], torch.cat([two.images, two.images[:1]])):  # one image too few, one too many
+        with pytest.raises(ValueError, match="image placeholder runs"):
+            generate(model, tokenizer, [Prompt(two.input_ids, images)], 4)
