@@ -10,8 +10,9 @@ example and of each packed row.
 
 Throughput runs the training loader's dataset in this process (one worker's work:
 read shards, decode, resize to uint8 pixels, tokenize, pack, collate; the encoder
-normalises on its device) until `samples` raw samples were read, and times it against decoding and resizing the images of
-exactly those samples with PIL from bytes already in memory (no tar reading).
+normalises on its device) until `samples` raw samples were read, and times it
+against decoding and resizing the images of exactly those samples with PIL from
+bytes already in memory (no tar reading).
 The two alternate for `rounds` rounds after one warm-up round; rates are medians.
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 mm1's step is `mm1.train.trainer.train_step` (forward, backward, gradient clipping,
 AdamW). The reference is `transformers.LlavaForConditionalGeneration` built to the
 same sizes: a CLIP vision tower of the same width, depth (the blocks mm1 runs, up
-to its feature layer), heads, MLP ratio, activation and image size, mm1's own decoder config
-as its text model, and the same step (forward with labels, backward, clipping,
+to its feature layer), heads, MLP ratio, activation and image size, mm1's own
+decoder config as its text model, and the same step (forward with labels, backward, clipping,
 AdamW with mm1's parameter groups). Both get the same real batches from the
 recipe's loader, already on the device: same input ids, images, position ids and
 block-diagonal document mask.

@@ -172,25 +172,12 @@ def _encode_distinct(model, prompts: list[Prompt], device, per_pass: int) -> tup
 
 
 def _check_images(model, prompts: list[Prompt], ids: torch.Tensor) -> None:
-    """Row i of `ids` (prompt i) must hold one run of `tokens_per_image` placeholder ids per image,
-    as `model.embed` checks."""
-    is_image = ids == model.image_token_id  # (B, L)
-    runs = (is_image & ~F.pad(is_image, (1, 0))[:, :-1]).sum(-1).tolist()
-    tokens = is_image.sum(-1).tolist()
+    """Row i of `ids` (prompt i) must hold one run of `tokens_per_image` placeholder ids per image."""
     for row, p in enumerate(prompts):
-        n = len(p.images)
-        if runs[row] != n or tokens[row] != n * model.tokens_per_image:
-            raise ValueError(f"prompt {row} holds {runs[row]} image placeholder runs ({tokens[row]} tokens) but "
-                             f"{n} images x {model.tokens_per_image} tokens")
-
-
-def _embed(model, ids: torch.Tensor, image_tokens: torch.Tensor | None) -> torch.Tensor:
-    """(b, L) ids and (n, T, D) their images' tokens in row-major order -> (b, L, D), as `model.embed`."""
-    embeds = model.decoder.get_input_embeddings()(ids)  # (b, L, D)
-    if image_tokens is None:
-        return embeds
-    is_image = (ids == model.image_token_id).unsqueeze(-1)
-    return embeds.masked_scatter(is_image, image_tokens.to(embeds.dtype))
+        try:
+            model.check_placeholders(ids[row: row + 1], len(p.images))
+        except ValueError as e:
+            raise ValueError(f"prompt {row}: {e}") from None
 
 
 def _stack(chunks: list[torch.Tensor], widths: list[int], room: int = 0) -> torch.Tensor:
@@ -264,7 +251,7 @@ def _prefill(model, prompts, ids, mask, positions, chunk_tokens: int, room: int)
         j = min(len(prompts), i + max(1, chunk_tokens // width))
         n = sum(counts[i:j])
         cols = slice(length - width, length)
-        embeds = _embed(model, ids[i:j, cols], encoded[index[first: first + n]] if n else None)
+        embeds = model.splice(ids[i:j, cols], encoded[index[first: first + n]] if n else None)
         caches.append(DynamicCache(config=model.decoder.config))
         logits.append(_last_logits(model, embeds, mask[i:j, cols], positions[i:j, cols], caches[-1]))
         widths.append(width)

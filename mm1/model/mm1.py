@@ -45,22 +45,30 @@ class MM1Model(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, images: Optional[torch.Tensor]) -> torch.Tensor:
         """Text embeddings with each placeholder run replaced by one image's tokens. -> (B, L, D)"""
-        embeds = self.decoder.get_input_embeddings()(input_ids)  # (B, L, D)
-        is_image = input_ids == self.image_token_id  # (B, L)
         num_images = 0 if images is None else images.shape[0]
+        self.check_placeholders(input_ids, num_images)
+        return self.splice(input_ids, self.encode_images(images) if num_images else None)
+
+    def check_placeholders(self, input_ids: torch.Tensor, num_images: int) -> None:
+        """ValueError unless `input_ids` hold one run of `tokens_per_image` placeholders per image."""
+        is_image = input_ids == self.image_token_id  # (B, L)
         runs = int((is_image & ~F.pad(is_image, (1, 0))[:, :-1]).sum())
         if runs != num_images:
             raise ValueError(f"the batch holds {runs} image placeholder runs but {num_images} images")
-        if num_images == 0:
-            return embeds
         expected = num_images * self.tokens_per_image
         if int(is_image.sum()) != expected:
             raise ValueError(
                 f"the batch holds {int(is_image.sum())} image placeholder tokens but {num_images} images "
                 f"x {self.tokens_per_image} tokens = {expected}"
             )
-        image_tokens = self.encode_images(images).to(embeds.dtype)  # (N, T, D)
-        return embeds.masked_scatter(is_image.unsqueeze(-1), image_tokens)
+
+    def splice(self, input_ids: torch.Tensor, image_tokens: Optional[torch.Tensor]) -> torch.Tensor:
+        """(B, L) ids and (N, T, D) image tokens in row-major order -> (B, L, D) embeddings."""
+        embeds = self.decoder.get_input_embeddings()(input_ids)  # (B, L, D)
+        if image_tokens is None:
+            return embeds
+        is_image = (input_ids == self.image_token_id).unsqueeze(-1)
+        return embeds.masked_scatter(is_image, image_tokens.to(embeds.dtype))
 
     def forward(
         self,

@@ -1,10 +1,13 @@
-"""Model checkpoints: weights (safetensors), resolved config and tokenizer in one folder."""
+"""Model checkpoints: weights (safetensors, or the shards of a multi-process run), resolved config
+and tokenizer in one folder."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
 import yaml
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig
@@ -17,6 +20,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 TOKENIZER = "tokenizer"
 DECODER = "decoder"  # the decoder's transformers config, so no original model directory is needed
+STATE = "state"  # model + optimizer sharded with torch.distributed.checkpoint (multi-process training runs)
 
 
 @dataclass
@@ -50,10 +54,29 @@ def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer, state: dict |
     return path
 
 
+def is_sharded(path) -> bool:
+    return (Path(path) / STATE / ".metadata").is_file()
+
+
+def read_shards(state: dict, path: Path) -> None:
+    """dcp.load into `state`, also in a process with no process group (it then reads the whole state)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        dcp.load(state, checkpoint_id=str(path))
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is .*single process")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+
+
+def load_sharded_weights(path, model) -> None:
+    """Only the model part of a sharded checkpoint, into an ordinary (unsharded) model."""
+    state = {"model": model.state_dict()}
+    read_shards(state, Path(path) / STATE)
+    model.load_state_dict(state["model"])
+
+
 def load_checkpoint(path, device: str | torch.device = "cpu") -> Loaded:
     from mm1.build import build_model
-
-    from mm1.train.state import is_sharded, load_sharded_weights
 
     path = Path(path)
     sharded = is_sharded(path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mm1.train.checkpoint import CONFIG, DECODER, TOKENIZER, WEIGHTS, load_checkpoint, save_weights
-from mm1.train.state import is_sharded, latest_checkpoint
+from mm1.train.checkpoint import CONFIG, DECODER, TOKENIZER, WEIGHTS, is_sharded, load_checkpoint, save_weights
+from mm1.train.state import latest_checkpoint
 
 PARTS = (WEIGHTS, CONFIG, TOKENIZER, DECODER)
 

@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -35,12 +34,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict, set_state_dict,
 )
 
-from mm1.train.checkpoint import WEIGHTS, save_checkpoint
+from mm1.train.checkpoint import STATE, WEIGHTS, is_sharded, read_shards, save_checkpoint
 from mm1.train.distributed import Dist, barrier
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
-STATE = "state"  # sharded model + optimizer (multi-process runs)
 OPTIMIZER = "optimizer.pt"  # full optimizer state (1-process runs)
 RNG = "rng.pt"
 TRAINER = "trainer.json"
@@ -79,15 +77,13 @@ def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: i
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(d)
-    if d.enabled:
+    if d.enabled:  # every rank writes its shards
         _save_sharded(tmp / STATE, model, optimizer)
-    else:
-        save_checkpoint(tmp, unwrap(model), cfg, tokenizer)
-        torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, tmp / OPTIMIZER)
     rngs = gather_rng(d)
     if d.is_main:
-        if d.enabled:
-            save_checkpoint(tmp, unwrap(model), cfg, tokenizer, weights=False)
+        save_checkpoint(tmp, unwrap(model), cfg, tokenizer, weights=not d.enabled)
+        if not d.enabled:
+            torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, tmp / OPTIMIZER)
         torch.save(rngs, tmp / RNG)
         (tmp / TRAINER).write_text(json.dumps({**trainer, "world_size": d.world_size}))
         _fsync_dir(tmp)
@@ -144,27 +140,13 @@ def load_state(path: Path, model, optimizer, d: Dist = Dist()) -> dict:
     return json.loads((path / TRAINER).read_text())
 
 
-def is_sharded(path: Path) -> bool:
-    return (Path(path) / STATE / ".metadata").is_file()
-
-
 def _load_sharded(path: Path, model, optimizer) -> None:
     """torch.distributed.checkpoint reads the shards this rank needs, in the current layout
     (also in a process with no process group: the whole state, for 1-process resume)."""
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optimizer": optim_sd}
-    _read_shards(state, path)
+    read_shards(state, path)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
-
-
-def _read_shards(state: dict, path: Path) -> None:
-    """dcp.load, also in a process with no process group (it then reads the whole state)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        dcp.load(state, checkpoint_id=str(path))
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is .*single process")
-        dcp.load(state, checkpoint_id=str(path), no_dist=True)
 
 
 def _load_full(path: Path, model, optimizer, d: Dist) -> None:
@@ -174,13 +156,6 @@ def _load_full(path: Path, model, optimizer, d: Dist) -> None:
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=d.enabled)
     set_model_state_dict(model, model_sd, options=options)
     set_optimizer_state_dict(model, optimizer, optim_sd, options=options)
-
-
-def load_sharded_weights(path: Path, model) -> None:
-    """Only the model part of a sharded checkpoint, into an ordinary (unsharded) model."""
-    state = {"model": model.state_dict()}
-    _read_shards(state, Path(path) / STATE)
-    model.load_state_dict(state["model"])
 
 
 def _write_atomic(path: Path, text: str) -> None:
