@@ -200,7 +200,7 @@ def test_bad_spec_names_the_key(tmp_path):
     bad.write_text("name: broken\nformat: vqav2\nmetric: bleu\nquery: {annotations: a, images: b}\n"
                    "demos: {annotations: a, images: b}\nprompt: {demo: '{answer}', query: q}\n"
                    "generation: {max_new_tokens: 3}\n")
-    with pytest.raises(ConfigError, match="metric: 'bleu' is not one of vqa_accuracy, cider"):
+    with pytest.raises(ConfigError, match="metric: 'bleu' is not one of vqa_accuracy, exact_match, cider"):
         load_spec(bad)
     bad.write_text(bad.read_text().replace("metric: bleu", "metric: cider") + "colour: red\n")
     with pytest.raises(ConfigError, match="colour: unknown key"):

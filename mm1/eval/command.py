@@ -17,8 +17,9 @@ import torch
 import yaml
 
 from mm1.config.tree import ConfigError, to_dict
+from mm1.eval.metrics import PROTOCOLS
 from mm1.eval.rices import DEFAULT_CACHE
-from mm1.eval.tasks import DATA_DIR_ENV, SUITES, TASK_DIR, load_specs, resolve, select_tasks
+from mm1.eval.tasks import DATA_DIR_ENV, SUITES, TASK_DIR, ZERO_SHOT, load_specs, resolve, select_tasks
 
 EXIT_USAGE = 2
 
@@ -58,7 +59,8 @@ def _settings(args):
     from mm1.eval.runner import EvalSettings
 
     return EvalSettings(shots=args.shots, trials=args.trials, demos=args.demos, limit=args.limit or None,
-                        batch_size=args.batch_size, seed=args.seed, cache_dir=Path(args.cache_dir))
+                        batch_size=args.batch_size, seed=args.seed, cache_dir=Path(args.cache_dir),
+                        vqa_protocol=args.vqa_protocol, zero_shot=args.zero_shot)
 
 
 def _list_tasks(task_dir) -> int:
@@ -124,6 +126,12 @@ def register(sub) -> None:
     p.add_argument("--shots", type=parse_shots, default=[0, 4, 8], help="comma-separated shot counts (default 0,4,8)")
     p.add_argument("--trials", type=int, default=3, help="random demo draws per task and shot count > 0")
     p.add_argument("--demos", choices=("random", "rices"), default="random", help="demonstration selection")
+    p.add_argument("--zero-shot", choices=ZERO_SHOT,
+                   help="0-shot prompts for every task: query_only (the bare query) or text_demos (OpenFlamingo's: "
+                        "two demonstrations with their images removed, then the query); default: each task's own")
+    p.add_argument("--vqa-protocol", choices=PROTOCOLS, default="official",
+                   help="which VQA evaluation script vqa_accuracy reproduces: official (GT-Vision-Lab vqaEval.py as "
+                        "it is now), openflamingo (OpenFlamingo's copy) or official_2016 (before the 2021 fix)")
     p.add_argument("--limit", type=int, default=100, help="scored queries per task, a seeded subset; 0 = all")
     p.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
     p.add_argument("--seed", type=int, default=0, help="seed of the query subset and the random demos")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from mm1.eval.generate import Prompt, generate
 from mm1.eval.loaders import EvalSample, load_split
-from mm1.eval.metrics import cider_per_image, vqa_accuracy
+from mm1.eval.metrics import QUESTION_METRICS, cider_per_image
 from mm1.eval.postprocess import build_postprocessor
 from mm1.eval.prompts import RandomDemos, RicesDemos, SampleError, build_prompt, encode_prompt, load_pixels
 from mm1.eval.rices import DEFAULT_CACHE, cached_image_features
@@ -45,6 +45,8 @@ class EvalSettings:
     seed: int = 0
     cache_dir: Path = DEFAULT_CACHE  # RICES feature cache
     progress: bool = True
+    vqa_protocol: str = "official"  # which vqaEval.py vqa_accuracy follows (mm1.eval.metrics.PROTOCOLS)
+    zero_shot: Optional[str] = None  # query_only | text_demos for every task; None = each task's prompt.zero_shot
 
 
 @dataclass
@@ -67,7 +69,7 @@ class SampleRecord:
     demo_ids: list[str]
     raw: Optional[str] = None  # the generation before post-processing
     prediction: str = ""  # what is scored ("" for an error)
-    score: Optional[float] = None  # VQA accuracy in [0, 1], or this image's CIDEr-D (pycocoevalcap scale)
+    score: Optional[float] = None  # VQA accuracy or exact match in [0, 1], or this image's CIDEr-D (pycocoevalcap scale)
     error: Optional[str] = None
 
 
@@ -96,6 +98,7 @@ def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
     queries = list(query_split)
     if not queries:
         raise ValueError(f"task {spec.name}: the query split has no usable entries")
+    _check_answers(spec, queries)
     if settings.limit is not None and settings.limit < len(queries):
         keep = sorted(random.Random(f"queries/{settings.seed}").sample(range(len(queries)), settings.limit))
         queries = [queries[i] for i in keep]
@@ -110,15 +113,29 @@ def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
     return TaskData(spec, queries, pool, {k: v for k, v in sorted(skipped.items()) if v})
 
 
+def _check_answers(spec: TaskSpec, queries: list[EvalSample]) -> None:
+    """vqa_accuracy leaves each human answer out in turn: with one answer it scores every prediction 0."""
+    single = sum(len(q.answers) < 2 for q in queries)
+    if spec.metric == "vqa_accuracy" and single:
+        raise ValueError(f"task {spec.name}: {single} of {len(queries)} questions have a single answer, which "
+                         f"vqa_accuracy always scores 0 (it matches each human answer against the others); "
+                         f"use metric: exact_match in the task spec")
+
+
+def zero_shot_of(spec: TaskSpec, settings: EvalSettings) -> str:
+    """The zero-shot convention in force: the command's, else the task's own."""
+    return settings.zero_shot or spec.prompt.zero_shot
+
+
 def trials_for(spec: TaskSpec, shots: int, settings: EvalSettings) -> int:
-    if settings.demos == "rices" or (shots == 0 and spec.prompt.zero_shot == "query_only"):
+    if settings.demos == "rices" or (shots == 0 and zero_shot_of(spec, settings) == "query_only"):
         return 1
     return settings.trials
 
 
 def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int):
     """The demo selector of a task, or None when no shot count needs demonstrations."""
-    if not any(s > 0 for s in settings.shots) and data.spec.prompt.zero_shot == "query_only":
+    if not any(s > 0 for s in settings.shots) and zero_shot_of(data.spec, settings) == "query_only":
         return None
     if settings.demos == "random":
         return RandomDemos(data.pool, settings.seed) if data.pool else None
@@ -134,15 +151,16 @@ def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int
 class Prompter:
     """Plans each query's prompt (demos, token ids, image files) and loads pixels, cached across queries."""
 
-    def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int):
+    def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int, zero_shot: Optional[str] = None):
         self.model, self.tok, self.spec, self.selector = model, tokenizer, spec, selector
+        self.zero_shot = zero_shot or spec.prompt.zero_shot  # the convention in force (see zero_shot_of)
         entries = max(16, PIXEL_CACHE_BYTES // (3 * image_size * image_size * 4))
         self._pixels = lru_cache(maxsize=entries)(lambda path: load_pixels(path, image_size))
 
     def plan(self, query: EvalSample, shots: int, trial: int) -> tuple[list[int], list[Path], list[str]]:
         """-> (prompt ids, image files in order, demo ids); no image is read here."""
         spec = self.spec.prompt
-        text_only = shots == 0 and spec.zero_shot == "text_demos"
+        text_only = shots == 0 and self.zero_shot == "text_demos"
         k = spec.zero_shot_demos if text_only else shots
         if k and self.selector is None:
             raise ValueError(f"task {self.spec.name}: no demonstrations available (no demo has an image file)")
@@ -190,11 +208,12 @@ def _decode_batch(model, tokenizer, spec: TaskSpec, prompter: Prompter, batch: l
         rec.raw, rec.prediction = gen.text, post(gen.text)
 
 
-def score_records(metric: str, records: list[SampleRecord]) -> float:
+def score_records(metric: str, records: list[SampleRecord], vqa_protocol: str = "official") -> float:
     """The task metric over every record (errors count as empty predictions), x100."""
-    if metric == "vqa_accuracy":
+    if metric in QUESTION_METRICS:
+        score, options = QUESTION_METRICS[metric], {"protocol": vqa_protocol} if metric == "vqa_accuracy" else {}
         for rec in records:
-            rec.score = vqa_accuracy(rec.prediction, rec.answers) if rec.error is None else 0.0
+            rec.score = score(rec.prediction, rec.answers, **options) if rec.error is None else 0.0
         return 100.0 * sum(r.score for r in records) / max(len(records), 1)
     if metric == "cider":
         per_image = cider_per_image({r.id: r.prediction for r in records}, {r.id: r.answers for r in records})
@@ -219,7 +238,7 @@ def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, tr
     desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, settings) > 1 else "")
     for i in tqdm(batches, desc=desc, disable=not settings.progress, dynamic_ncols=True, leave=False):
         _decode_batch(model, tokenizer, spec, prompter, planned[i: i + settings.batch_size])
-    score = score_records(spec.metric, records)
+    score = score_records(spec.metric, records, settings.vqa_protocol)
     errors = Counter(r.error for r in records if r.error is not None)
     return RunResult(spec.name, spec.metric, shots, trial, score, len(records), sum(errors.values()),
                      dict(sorted(errors.items())), time.perf_counter() - start, records)
@@ -235,7 +254,7 @@ def evaluate(model, tokenizer, tasks: list[TaskData], settings: EvalSettings, im
         results = []
         for data in tasks:
             selector = make_selector(model, data, settings, image_size)
-            prompter = Prompter(model, tokenizer, data.spec, selector, image_size)
+            prompter = Prompter(model, tokenizer, data.spec, selector, image_size, settings.zero_shot)
             for shots in settings.shots:
                 for trial in range(trials_for(data.spec, shots, settings)):
                     results.append(run_one(model, tokenizer, data, prompter, shots, trial, settings))
