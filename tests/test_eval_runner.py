@@ -12,7 +12,8 @@ import yaml
 from mm1.build import build
 from mm1.cli import main
 from mm1.config import dump_yaml, load_config
-from mm1.eval.command import check_training_eval, evaluate_during_training, prepare_tasks
+from mm1.config import ConfigError
+from mm1.eval.command import check_training_eval, evaluate_during_training, prepare_tasks, prepare_training_eval
 from mm1.eval.report import write_outputs
 from mm1.eval.runner import EvalSettings, evaluate
 from mm1.train.checkpoint import save_checkpoint
@@ -114,6 +115,17 @@ def test_zero_shot_text_demos_convention(tiny, synth_root):
         prompter.plan(data.queries[0], 0, 0)
 
 
+def test_zero_shot_setting_overrides_every_task(tiny, synth_root):
+    cfg, tok, model = tiny
+    (data,) = prepare_tasks("synth_vqa", settings(), str(synth_root), None)
+    assert data.spec.prompt.zero_shot == "query_only"
+    runs = evaluate(model, tok, [data], settings(shots=[0], limit=3, zero_shot="text_demos"),
+                    cfg.model.vision.image_size)
+    assert [r.trial for r in runs] == [0, 1] and all(len(rec.demo_ids) == 2 for rec in runs[0].records)
+    (bare,) = evaluate(model, tok, [data], settings(shots=[0], limit=3), cfg.model.vision.image_size)
+    assert all(rec.demo_ids == [] for rec in bare.records)
+
+
 def _fake_checkpoint(tmp_path, cfg, data_root):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -156,7 +168,7 @@ def test_evaluate_during_training(tiny, synth_root, tmp_path):
                              "eval.limit=4", "eval.batch_size=4"])
     model.train()
     try:
-        scores = evaluate_during_training(model, tok, cfg, 7, tmp_path)
+        scores = evaluate_during_training(model, tok, cfg, 7, tmp_path, prepare_training_eval(cfg))
         assert model.training
     finally:
         model.eval()
@@ -164,5 +176,5 @@ def test_evaluate_during_training(tiny, synth_root, tmp_path):
     assert all(0 <= v <= 100 for v in scores.values())
     assert (tmp_path / "eval" / "step_7" / "results.json").is_file()
     check_training_eval(cfg)
-    with pytest.raises(ValueError, match="unknown task 'vqa3'"):
+    with pytest.raises(ConfigError, match="eval.suite: 'vqa3' is not allowed .*unknown task 'vqa3'"):
         check_training_eval(load_config(TINY, [f"data.root={synth_root}", "eval.suite=vqa3"]))

@@ -149,6 +149,7 @@ class ParallelConfig:
 class EvalConfig:
     suite: Optional[str] = None  # task suite or comma-separated tasks scored during pre-training; None = none
     every: int = 0  # optimizer steps between evaluations; 0 = only after the last step
+    data_dir: Optional[str] = None  # folder of the public benchmarks (mm1_pretrain suite); None = $MM1_EVAL_DATA
     shots: list[int] = field(default_factory=lambda: [0])
     limit: Optional[int] = 100  # query samples per task; None = the whole split
     trials: int = 1  # random demo draws per (task, shots) when shots > 0

@@ -32,6 +32,7 @@ def validate(cfg: Config) -> None:
     _validate_moe(cfg)
     _validate_data(cfg)
     _validate_optim_train(cfg)
+    _validate_eval(cfg)
 
 
 def _validate_vision(cfg: Config) -> None:
@@ -173,3 +174,16 @@ def _validate_optim_train(cfg: Config) -> None:
     _positive("parallel.dp_replicate", par.dp_replicate)
     if par.dp_shard != -1 and par.dp_shard <= 0:
         raise ConfigError(f"parallel.dp_shard: must be -1 (all remaining ranks) or > 0, got {par.dp_shard}")
+
+
+def _validate_eval(cfg: Config) -> None:
+    """The numbers of `eval`; its suite, task specs and files are checked by mm1.eval.command.check_training_eval."""
+    e = cfg.eval
+    if not e.shots or any(not isinstance(k, int) or k < 0 for k in e.shots):
+        raise ConfigError(f"eval.shots: expected a non-empty list of shot counts >= 0, got {e.shots!r}")
+    if e.every < 0:
+        raise ConfigError(f"eval.every: must be >= 0 (0 = only after the last step), got {e.every}")
+    if e.limit is not None:
+        _positive("eval.limit", e.limit)
+    _positive("eval.trials", e.trials)
+    _positive("eval.batch_size", e.batch_size)

@@ -155,32 +155,59 @@ def _training_settings(cfg, run_dir: Path):
 
 
 def check_training_eval(cfg) -> None:
-    """Raise now (before any training step) if `cfg.eval.suite` names an unknown task or a missing file."""
-    if cfg.eval.suite:
-        prepare_tasks(cfg.eval.suite, _training_settings(cfg, Path(cfg.output.dir)), cfg.data.root, None)
+    """ConfigError (naming `eval.suite`) for an unknown task or suite, or a task file that is missing.
+
+    Cheap (task specs and file checks, no model, no data): call it when the config is loaded. The files
+    of the embedded corpus's tasks are checked here only if the corpus is not generated on first use
+    (`data.synth` unset); `prepare_training_eval` checks them once it is written."""
+    if not cfg.eval.suite:
+        return
+    specs = load_specs()
+    try:
+        chosen = select_tasks(cfg.eval.suite, specs)
+    except ValueError as err:
+        raise ConfigError(f"eval.suite: {cfg.eval.suite!r} is not allowed ({err})") from None
+    for spec in chosen:
+        if spec.root == "data_dir" or cfg.data.synth is None:
+            try:
+                resolve(spec, data_root=cfg.data.root, data_dir=cfg.eval.data_dir)
+            except (ValueError, FileNotFoundError) as err:
+                where = "data.root" if spec.root == "data_root" else f"eval.data_dir or ${DATA_DIR_ENV}"
+                raise ConfigError(f"eval.suite: {err} (the files are looked for under {where})") from None
 
 
-def evaluate_during_training(model, tokenizer, cfg, step: int, run_dir) -> dict[str, float]:
-    """Score `cfg.eval.suite` with `cfg.eval`'s settings; outputs go to run_dir/eval/step_{step}.
+def prepare_training_eval(cfg) -> list:
+    """The TaskData of `cfg.eval.suite`, every annotation file read (ConfigError naming `eval.suite` if one
+    fails); [] when no suite is set. Read once per run and reused at every evaluation."""
+    if not cfg.eval.suite:
+        return []
+    settings = _training_settings(cfg, Path(cfg.output.dir))
+    try:
+        return prepare_tasks(cfg.eval.suite, settings, cfg.data.root, cfg.eval.data_dir)
+    except (ValueError, FileNotFoundError, ConfigError) as err:
+        raise ConfigError(f"eval.suite: {err}") from None
+
+
+def evaluate_during_training(model, tokenizer, cfg, step: int, run_dir, tasks: list) -> dict[str, float]:
+    """Score `tasks` (from `prepare_training_eval`) with `cfg.eval`'s settings; outputs go to
+    run_dir/eval/step_{step}.
 
     Returns {"eval/<task>/<k>shot": score x100, "eval/average/<k>shot": mean over tasks}. The model is
-    switched to eval mode and back; no global random state is touched. Pass the bare MM1Model (not a
-    DDP/FSDP wrapper); call it on one rank. `check_training_eval(cfg)` validates the suite up front.
+    switched to eval mode and back; no global random state is touched. Pass a plain MM1Model (not a
+    DDP/FSDP wrapper) and call it on one rank (mm1.train.evaluation does both).
     """
     from mm1.eval.report import summarize, write_outputs
     from mm1.eval.runner import evaluate
 
     run_dir = Path(run_dir)
     settings = _training_settings(cfg, run_dir)
-    tasks = prepare_tasks(cfg.eval.suite, settings, cfg.data.root, None)
     runs = evaluate(model, tokenizer, tasks, settings, cfg.model.vision.image_size)
     write_outputs(run_dir / "eval" / f"step_{step}", runs, tasks, settings,
                   f"{run_dir} (step {step}, during training)", to_dict(cfg.model))
-    scores: dict[str, float] = {}
-    for task, by_shots in summarize(runs).items():
-        for shots, entry in by_shots.items():
-            scores[f"eval/{task}/{shots}shot"] = entry["mean"]
+    summary = summarize(runs)
+    scores = {f"eval/{task}/{shots}shot": entry["mean"] for task, by_shots in summary.items()
+              for shots, entry in by_shots.items()}
     for shots in settings.shots:
-        values = [v for k, v in scores.items() if k.endswith(f"/{shots}shot")]
+        values = [by_shots[shots]["mean"] for by_shots in summary.values() if shots in by_shots]
         scores[f"eval/average/{shots}shot"] = sum(values) / len(values)
     return scores

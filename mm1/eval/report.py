@@ -4,7 +4,7 @@ results.json holds the checkpoint, the settings, every resolved task spec, a
 `config_hash` (sha256 of the settings, the resolved specs and the model config:
 two results with the same hash were produced the same way), one entry per
 (task, shots, trial) run and a summary of mean and std over trials (population
-std, as OpenFlamingo reports it). Scores are x100 (VQA accuracy, CIDEr).
+std, as OpenFlamingo reports it). Scores are x100 (VQA accuracy, exact match, CIDEr).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import torch
 from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.data.loader import build_loader
+from mm1.eval.command import check_training_eval, prepare_training_eval
 from mm1.train.checkpoint import save_checkpoint
 from mm1.train.mfu import device_peak_flops, image_flops
 from mm1.train.optim import build_optimizer, resolve_lr
@@ -65,6 +66,7 @@ def fit_global_batch(cfg: Config, world_size: int) -> None:
 def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
+    check_training_eval(cfg)
     run_dir = Path(cfg.output.dir)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
@@ -72,6 +74,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
         prepare_data(cfg)
     barrier(d)
+    eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
     model.to(device)
     counts = param_counts(model)
@@ -85,7 +88,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     model = parallelize(model, cfg.parallel, d, device, amp)
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
-    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops)
+    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops, eval_tasks=eval_tasks)
     start = resolve_resume(run_dir, resume)
     if start is not None:
         trainer.restore(start)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-PROTOCOLS = ("openflamingo", "vqa_api")
-
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
           "`", ",", "?", "!"]
 # The script's "(?!<=\d)" is a typo for a lookbehind: as written it never blocks anything,
