@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mm1.eval.runner import EvalSettings, SampleRecord, load_task_data, score_records
+from mm1.eval.config import EvalConfig
+from mm1.eval.runner import SampleRecord, load_task_data, score_records
 from mm1.eval.tasks import load_specs, resolve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -33,7 +34,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 def load(name: str, synth_root: Path, data_dir: Path):
     spec = resolve(SPECS[name], data_root=str(synth_root), data_dir=str(data_dir))
-    return load_task_data(spec, EvalSettings(limit=None, progress=False))
+    return load_task_data(spec, EvalConfig(limit=0))
 
 
 def records(queries, predictions) -> list[SampleRecord]:
@@ -70,7 +71,7 @@ def test_vqa_accuracy_refuses_single_answer_questions(synth_root, data_dir):
     spec = resolve(SPECS["gqa"], data_dir=str(data_dir))
     spec.metric = "vqa_accuracy"  # the formula would score every correct GQA answer 0
     with pytest.raises(ValueError, match="gqa: 3 of 3 questions have a single answer.*exact_match"):
-        load_task_data(spec, EvalSettings(limit=None, progress=False))
+        load_task_data(spec, EvalConfig(limit=0))
 
 
 def test_vqa_protocol_setting_reaches_the_score():

@@ -1,4 +1,4 @@
-"""Evaluation during pre-training (`eval.suite`, `eval.every`): keys in metrics.jsonl, a bad suite stops
+"""Evaluation during pre-training (`eval.tasks`, `eval.every`): keys in metrics.jsonl, a bad suite stops
 the run before anything is built, and 1-process, DDP and FSDP2 runs score what `mm1 eval` scores for
 their final checkpoint."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from mm1.cli import main
 from mm1.config import ConfigError, load_config
-from mm1.eval.command import check_training_eval, prepare_training_eval
+from mm1.train.evaluation import check_training_eval, prepare_training_eval
 from mm1.train.metrics import read_metrics
 from mm1.train.pretrain import pretrain
 from tests.conftest import TINY
@@ -23,7 +23,7 @@ EVAL = ["--shots", "0,2", "--limit", "6", "--trials", "1", "--batch-size", "4", 
 def overrides(synth_root, run, *extra) -> list[str]:
     return [f"data.root={synth_root}", "data.synth=null", f"output.dir={run}", "train.batch_size=3",
             "train.steps=4", "train.log_every=1", "model.decoder.num_layers=2", "model.vision.layers=2",
-            "model.decoder.hidden_size=128", "optim.lr=2e-3", "optim.warmup_steps=1", f"eval.suite={TASKS}",
+            "model.decoder.hidden_size=128", "optim.lr=2e-3", "optim.warmup_steps=1", f"eval.tasks={TASKS}",
             "eval.every=2", "eval.shots=[0,2]", "eval.limit=6", "eval.trials=1", "eval.batch_size=4", *extra]
 
 
@@ -46,32 +46,32 @@ def standalone_scores(run, out, capsys) -> dict[str, float]:
 
 def test_bad_suite_is_a_config_error_before_anything_is_built(synth_root, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["pretrain", str(TINY), *overrides(synth_root, run, "eval.suite=synth_vqa,vqa3")]) == 2
+    assert main(["pretrain", str(TINY), *overrides(synth_root, run, "eval.tasks=synth_vqa,vqa3")]) == 2
     err = capsys.readouterr().err
-    assert "eval.suite" in err and "unknown task 'vqa3'" in err and "synth_textvqa" in err and "mm1_pretrain" in err
+    assert "eval.tasks" in err and "unknown task 'vqa3'" in err and "synth_textvqa" in err and "mm1_pretrain" in err
     assert not run.exists()  # nothing was written: no corpus, no model, no run folder
 
 
 def test_missing_task_files_are_config_errors(synth_root, tmp_path, monkeypatch):
     monkeypatch.delenv("MM1_EVAL_DATA", raising=False)
-    with pytest.raises(ConfigError, match="eval.suite: task vqav2: .*--data-dir DIR or set MM1_EVAL_DATA"):
-        check_training_eval(load_config(TINY, overrides(synth_root, tmp_path, "eval.suite=vqav2")))
-    with pytest.raises(ConfigError, match="eval.suite: task vqav2: query.annotations file not found"):
-        check_training_eval(load_config(TINY, overrides(synth_root, tmp_path, "eval.suite=vqav2",
+    with pytest.raises(ConfigError, match="eval.tasks: task vqav2: .*--data-dir DIR or set MM1_EVAL_DATA"):
+        check_training_eval(load_config(TINY, overrides(synth_root, tmp_path, "eval.tasks=vqav2")))
+    with pytest.raises(ConfigError, match="eval.tasks: task vqav2: query.annotations file not found"):
+        check_training_eval(load_config(TINY, overrides(synth_root, tmp_path, "eval.tasks=vqav2",
                                                         f"eval.data_dir={tmp_path}")))
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ConfigError, match="eval.suite: task synth_vqa: query.annotations file not found.*under data.root"):
-        check_training_eval(load_config(TINY, overrides(empty, tmp_path, "eval.suite=synth_vqa")))
+    with pytest.raises(ConfigError, match="eval.tasks: task synth_vqa: query.annotations file not found.*under data.root"):
+        check_training_eval(load_config(TINY, overrides(empty, tmp_path, "eval.tasks=synth_vqa")))
     # a corpus generated on first use is checked once it is written, before the model is built
-    cfg = load_config(TINY, [f"data.root={empty}", f"output.dir={tmp_path}", "eval.suite=synth_vqa"])
+    cfg = load_config(TINY, [f"data.root={empty}", f"output.dir={tmp_path}", "eval.tasks=synth_vqa"])
     check_training_eval(cfg)
-    with pytest.raises(ConfigError, match="eval.suite: task synth_vqa: query.annotations file not found"):
+    with pytest.raises(ConfigError, match="eval.tasks: task synth_vqa: query.annotations file not found"):
         prepare_training_eval(cfg)
 
 
 @pytest.mark.parametrize("field, value", [("eval.shots", "[]"), ("eval.shots", "[0,-1]"), ("eval.every", "-1"),
-                                          ("eval.limit", "0"), ("eval.trials", "0"), ("eval.batch_size", "0")])
+                                          ("eval.limit", "-1"), ("eval.trials", "0"), ("eval.demos", "best"), ("eval.vqa_protocol", "lenient"), ("eval.zero_shot", "two"), ("eval.batch_size", "0")])
 def test_bad_eval_numbers_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         load_config(TINY, [f"{field}={value}"])

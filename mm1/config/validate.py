@@ -6,6 +6,8 @@ import math
 from mm1.config.derive import grid_side
 from mm1.config.schema import Config
 from mm1.config.tree import ConfigError
+from mm1.eval.config import DEMO_MODES, ZERO_SHOT, EvalConfig
+from mm1.eval.metrics import PROTOCOLS
 
 SOURCE_KINDS = ("caption", "interleaved", "text")
 TOKENIZER_KINDS = ("synth", "pretrained")
@@ -32,7 +34,7 @@ def validate(cfg: Config) -> None:
     _validate_moe(cfg)
     _validate_data(cfg)
     _validate_optim_train(cfg)
-    _validate_eval(cfg)
+    check_eval(cfg.eval)
 
 
 def _validate_vision(cfg: Config) -> None:
@@ -176,14 +178,18 @@ def _validate_optim_train(cfg: Config) -> None:
         raise ConfigError(f"parallel.dp_shard: must be -1 (all remaining ranks) or > 0, got {par.dp_shard}")
 
 
-def _validate_eval(cfg: Config) -> None:
-    """The numbers of `eval`; its suite, task specs and files are checked by mm1.eval.command.check_training_eval."""
-    e = cfg.eval
+def check_eval(e: EvalConfig, path: str = "eval") -> None:
+    """The values of an EvalConfig (a recipe's, a grid's or the command line's); the tasks and their files
+    are checked by mm1.train.evaluation.check_training_eval and when a task is read."""
     if not e.shots or any(not isinstance(k, int) or k < 0 for k in e.shots):
-        raise ConfigError(f"eval.shots: expected a non-empty list of shot counts >= 0, got {e.shots!r}")
+        raise ConfigError(f"{path}.shots: expected a non-empty list of shot counts >= 0, got {e.shots!r}")
     if e.every < 0:
-        raise ConfigError(f"eval.every: must be >= 0 (0 = only after the last step), got {e.every}")
-    if e.limit is not None:
-        _positive("eval.limit", e.limit)
-    _positive("eval.trials", e.trials)
-    _positive("eval.batch_size", e.batch_size)
+        raise ConfigError(f"{path}.every: must be >= 0 (0 = only after the last step), got {e.every}")
+    if e.limit < 0:
+        raise ConfigError(f"{path}.limit: must be >= 0 (0 = the whole split), got {e.limit}")
+    _positive(f"{path}.trials", e.trials)
+    _positive(f"{path}.batch_size", e.batch_size)
+    _choice(f"{path}.demos", e.demos, DEMO_MODES)
+    _choice(f"{path}.vqa_protocol", e.vqa_protocol, PROTOCOLS)
+    if e.zero_shot is not None:
+        _choice(f"{path}.zero_shot", e.zero_shot, ZERO_SHOT)

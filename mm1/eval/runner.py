@@ -1,7 +1,7 @@
 """Evaluate a loaded model on tasks x shots x trials.
 
-    data = [load_task_data(resolve(spec, ...), settings) for spec in specs]   # before the model loads
-    runs = evaluate(model, tokenizer, data, settings, image_size)             # list[RunResult]
+    data = [load_task_data(resolve(spec, ...), cfg) for spec in specs]   # before the model loads
+    runs = evaluate(model, tokenizer, data, cfg, image_size)             # list[RunResult]
 
 Per-sample problems (a missing or unreadable image, the query's or a
 demonstration's) are recorded on that sample's record, counted by reason and
@@ -28,25 +28,11 @@ from mm1.eval.loaders import EvalSample, load_split
 from mm1.eval.metrics import QUESTION_METRICS, cider_per_image
 from mm1.eval.postprocess import build_postprocessor
 from mm1.eval.prompts import RandomDemos, RicesDemos, SampleError, build_prompt, encode_prompt, load_pixels
+from mm1.eval.config import DEMO_MODES, EvalConfig
 from mm1.eval.rices import DEFAULT_CACHE, cached_image_features
 from mm1.eval.tasks import SplitSpec, TaskSpec
 
-DEMO_MODES = ("random", "rices")
 PIXEL_CACHE_BYTES = 512 << 20  # preprocessed images kept in memory per task (demos recur across queries)
-
-
-@dataclass
-class EvalSettings:
-    shots: list[int] = field(default_factory=lambda: [0, 4, 8])
-    trials: int = 3  # random demo draws per (task, shots > 0)
-    demos: str = "random"  # random | rices
-    limit: Optional[int] = 100  # scored queries per task; None = the whole split
-    batch_size: int = 32
-    seed: int = 0
-    cache_dir: Path = DEFAULT_CACHE  # RICES feature cache
-    progress: bool = True
-    vqa_protocol: str = "official"  # which vqaEval.py vqa_accuracy follows (mm1.eval.metrics.PROTOCOLS)
-    zero_shot: Optional[str] = None  # query_only | text_demos for every task; None = each task's prompt.zero_shot
 
 
 @dataclass
@@ -92,15 +78,15 @@ def _load(split: SplitSpec, fmt: str):
                       images=split.images, split=split.split, **split.options)
 
 
-def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
+def load_task_data(spec: TaskSpec, cfg: EvalConfig) -> TaskData:
     """Read both splits (raises on a missing or malformed file) and pick the scored queries."""
     query_split, demo_split = _load(spec.query, spec.format), _load(spec.demos, spec.format)
     queries = list(query_split)
     if not queries:
         raise ValueError(f"task {spec.name}: the query split has no usable entries")
     _check_answers(spec, queries)
-    if settings.limit is not None and settings.limit < len(queries):
-        keep = sorted(random.Random(f"queries/{settings.seed}").sample(range(len(queries)), settings.limit))
+    if cfg.limit and cfg.limit < len(queries):
+        keep = sorted(random.Random(f"queries/{cfg.seed}").sample(range(len(queries)), cfg.limit))
         queries = [queries[i] for i in keep]
     exists: dict[Path, bool] = {}
     for demo in demo_split:
@@ -122,28 +108,29 @@ def _check_answers(spec: TaskSpec, queries: list[EvalSample]) -> None:
                          f"use metric: exact_match in the task spec")
 
 
-def zero_shot_of(spec: TaskSpec, settings: EvalSettings) -> str:
+def zero_shot_of(spec: TaskSpec, cfg: EvalConfig) -> str:
     """The zero-shot convention in force: the command's, else the task's own."""
-    return settings.zero_shot or spec.prompt.zero_shot
+    return cfg.zero_shot or spec.prompt.zero_shot
 
 
-def trials_for(spec: TaskSpec, shots: int, settings: EvalSettings) -> int:
-    if settings.demos == "rices" or (shots == 0 and zero_shot_of(spec, settings) == "query_only"):
+def trials_for(spec: TaskSpec, shots: int, cfg: EvalConfig) -> int:
+    if cfg.demos == "rices" or (shots == 0 and zero_shot_of(spec, cfg) == "query_only"):
         return 1
-    return settings.trials
+    return cfg.trials
 
 
-def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int):
+def make_selector(model, data: TaskData, cfg: EvalConfig, image_size: int):
     """The demo selector of a task, or None when no shot count needs demonstrations."""
-    if not any(s > 0 for s in settings.shots) and zero_shot_of(data.spec, settings) == "query_only":
+    if not any(s > 0 for s in cfg.shots) and zero_shot_of(data.spec, cfg) == "query_only":
         return None
-    if settings.demos == "random":
-        return RandomDemos(data.pool, settings.seed) if data.pool else None
-    if settings.demos != "rices":
-        raise ValueError(f"unknown demo selection {settings.demos!r}; known: {', '.join(DEMO_MODES)}")
-    pool_feats = cached_image_features(model, [d.image for d in data.pool], image_size, settings.cache_dir)
+    if cfg.demos == "random":
+        return RandomDemos(data.pool, cfg.seed) if data.pool else None
+    if cfg.demos != "rices":
+        raise ValueError(f"unknown demo selection {cfg.demos!r}; known: {', '.join(DEMO_MODES)}")
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else DEFAULT_CACHE
+    pool_feats = cached_image_features(model, [d.image for d in data.pool], image_size, cache)
     pool = [d for d, ok in zip(data.pool, pool_feats.ok) if ok]
-    query_feats = cached_image_features(model, [q.image for q in data.queries], image_size, settings.cache_dir)
+    query_feats = cached_image_features(model, [q.image for q in data.queries], image_size, cache)
     by_id = {q.id: f for q, f, ok in zip(data.queries, query_feats.features, query_feats.ok) if ok}
     return RicesDemos(pool, pool_feats.features[torch.tensor(pool_feats.ok, dtype=torch.bool)], by_id)
 
@@ -224,7 +211,7 @@ def score_records(metric: str, records: list[SampleRecord], vqa_protocol: str = 
 
 
 def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, trial: int,
-            settings: EvalSettings) -> RunResult:
+            cfg: EvalConfig, progress: bool = True) -> RunResult:
     """One (task, shots, trial): prompts are decoded longest first, so a batch holds similar lengths
     (little padding); each row decodes as it would alone, so the order changes no prediction."""
     spec, start = data.spec, time.perf_counter()
@@ -234,30 +221,31 @@ def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, tr
         planned.append(_Planned(query, _record(spec, query, shots, trial, demo_ids), ids, images))
     records = [p.record for p in planned]  # query order
     planned.sort(key=lambda p: -len(p.input_ids))
-    batches = range(0, len(planned), settings.batch_size)
-    desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, settings) > 1 else "")
-    for i in tqdm(batches, desc=desc, disable=not settings.progress, dynamic_ncols=True, leave=False):
-        _decode_batch(model, tokenizer, spec, prompter, planned[i: i + settings.batch_size])
-    score = score_records(spec.metric, records, settings.vqa_protocol)
+    batches = range(0, len(planned), cfg.batch_size)
+    desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, cfg) > 1 else "")
+    for i in tqdm(batches, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        _decode_batch(model, tokenizer, spec, prompter, planned[i: i + cfg.batch_size])
+    score = score_records(spec.metric, records, cfg.vqa_protocol)
     errors = Counter(r.error for r in records if r.error is not None)
     return RunResult(spec.name, spec.metric, shots, trial, score, len(records), sum(errors.values()),
                      dict(sorted(errors.items())), time.perf_counter() - start, records)
 
 
-def evaluate(model, tokenizer, tasks: list[TaskData], settings: EvalSettings, image_size: int) -> list[RunResult]:
+def evaluate(model, tokenizer, tasks: list[TaskData], cfg: EvalConfig, image_size: int,
+             progress: bool = True) -> list[RunResult]:
     """Every task x shots x trial; the model is put in eval mode and restored afterwards."""
-    if any(s < 0 for s in settings.shots):
-        raise ValueError(f"shots must be >= 0, got {settings.shots}")
+    if any(s < 0 for s in cfg.shots):
+        raise ValueError(f"shots must be >= 0, got {cfg.shots}")
     was_training = model.training
     model.eval()
     try:
         results = []
         for data in tasks:
-            selector = make_selector(model, data, settings, image_size)
-            prompter = Prompter(model, tokenizer, data.spec, selector, image_size, settings.zero_shot)
-            for shots in settings.shots:
-                for trial in range(trials_for(data.spec, shots, settings)):
-                    results.append(run_one(model, tokenizer, data, prompter, shots, trial, settings))
+            selector = make_selector(model, data, cfg, image_size)
+            prompter = Prompter(model, tokenizer, data.spec, selector, image_size, cfg.zero_shot)
+            for shots in cfg.shots:
+                for trial in range(trials_for(data.spec, shots, cfg)):
+                    results.append(run_one(model, tokenizer, data, prompter, shots, trial, cfg, progress))
         return results
     finally:
         model.train(was_training)

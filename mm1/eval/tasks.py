@@ -27,6 +27,7 @@ from typing import Optional, Union
 import yaml
 
 from mm1.config.tree import ConfigError, build
+from mm1.eval.config import ZERO_SHOT
 from mm1.eval.loaders import LOADERS
 from mm1.eval.metrics import METRICS
 from mm1.eval.postprocess import PostprocessSpec
@@ -34,7 +35,6 @@ from mm1.eval.postprocess import PostprocessSpec
 TASK_DIR = Path(__file__).resolve().parents[2] / "eval"
 DATA_DIR_ENV = "MM1_EVAL_DATA"
 ROOTS = ("data_root", "data_dir")
-ZERO_SHOT = ("query_only", "text_demos")
 SUITES: dict[str, list[str]] = {
     "mm1_pretrain": ["coco", "nocaps", "textcaps", "vqav2", "textvqa", "vizwiz", "gqa", "okvqa"],
     "synthetic": ["synth_caption", "synth_vqa", "synth_textvqa"],

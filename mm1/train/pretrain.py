@@ -12,13 +12,13 @@ import torch
 from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.data.loader import build_loader
-from mm1.eval.command import check_training_eval, prepare_training_eval
 from mm1.train.checkpoint import save_checkpoint
 from mm1.train.mfu import device_peak_flops, image_flops
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
+from mm1.train.evaluation import check_training_eval, prepare_training_eval
 from mm1.train.parallelize import parallelize
 from mm1.train.state import full_model_state, resolve_resume, unwrap
 from mm1.train.trainer import Trainer

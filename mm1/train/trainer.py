@@ -116,7 +116,7 @@ class Trainer:
         self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
         self.dist = d
         self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
-        self.eval_tasks = eval_tasks or []  # TaskData of eval.suite (mm1.eval.command.prepare_training_eval)
+        self.eval_tasks = eval_tasks or []  # TaskData of eval.tasks (mm1.train.evaluation.prepare_training_eval)
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
         self.stats, self.speed = DataStats(loader), Throughput()
         self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if d.is_main else None
