@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mm1 import failure
 from mm1.eval.config import EvalConfig
 
 TRAIN_DONE, EVAL_DONE, ERROR = "train.done", "eval.done", "error.json"
@@ -77,19 +78,11 @@ def _log_tail(log: Path, lines: int = 25) -> str:
     return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
-def _error_line(tail: str) -> str:
-    """The most telling line of a failed process: its last error message."""
-    lines = tail.splitlines()
-    for line in reversed(lines):
-        if "Error" in line or line.startswith("mm1") and "error" in line:
-            return line.strip()
-    return lines[-1].strip() if lines else "no output"
-
-
 def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: Path, env: dict) -> Optional[dict]:
     """Run one stage; returns an error record or None; raises Stopped when a stop request cut it short."""
-    start = time.time()
-    rc = children.finish(children.start(cmd, folder / f"{stage}.log", env))
+    start, failure_file = time.time(), folder / f"{stage}.failure.json"
+    failure_file.unlink(missing_ok=True)
+    rc = children.finish(children.start(cmd, folder / f"{stage}.log", {**env, failure.ENV: str(failure_file)}))
     output = folder / "checkpoint" / "model.safetensors" if stage == "train" else folder / "eval" / "results.json"
     if rc == 0 and output.is_file():
         done.write_text(json.dumps({"seconds": round(time.time() - start, 1),
@@ -97,8 +90,11 @@ def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: P
         return None
     if children.stopping:  # cut short by the stop request: unfinished, not failed
         raise Stopped()
-    tail = _log_tail(folder / f"{stage}.log")
-    why = _error_line(tail) if rc != 0 else f"exited 0 but wrote no {'checkpoint' if stage == 'train' else 'results'}"
+    tail, died = _log_tail(folder / f"{stage}.log"), failure.read(failure_file)
+    if rc == 0:
+        why = f"exited 0 but wrote no {'checkpoint' if stage == 'train' else 'results'}"
+    else:
+        why = f"{died['type']}: {died['message']}" if died else f"exit code {rc} (no exception recorded; see the log)"
     return {"stage": stage, "returncode": rc, "error": why, "log_tail": tail}
 
 

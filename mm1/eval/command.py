@@ -9,16 +9,10 @@ file loaded before the model is, so a wrong path or task name fails at once.
 """
 from __future__ import annotations
 
-import sys
-
 from mm1.config.flags import add_flags, from_flags
-from mm1.config.tree import ConfigError
 from mm1.config.validate import check_eval
 from mm1.eval.config import DEFAULT_TASKS, EvalConfig
 from mm1.eval.tasks import SUITES, TASK_DIR, load_specs
-
-EXIT_USAGE = 2
-
 
 def _list_tasks(task_dir) -> int:
     specs = load_specs(task_dir)
@@ -52,14 +46,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _run(args) -> int:
-    try:
-        return cmd_eval(args)
-    except (ValueError, FileNotFoundError, ConfigError) as err:
-        print(f"mm1 eval: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="few-shot evaluation of a checkpoint (VQA accuracy, exact match, CIDEr)",
@@ -74,4 +60,4 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--list-tasks", action="store_true", help="list the tasks and suites, then exit")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=cmd_eval, usage_errors=(ValueError, FileNotFoundError))

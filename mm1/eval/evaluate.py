@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 import yaml
 
+from mm1 import failure
 from mm1.config.tree import build, to_dict
 from mm1.config.validate import check_eval
 from mm1.eval.config import DEFAULT_TASKS, EvalConfig
@@ -107,4 +108,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BaseException as err:
+        failure.record(err)
+        raise
