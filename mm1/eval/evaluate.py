@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
 import yaml
 
 from mm1 import failure
@@ -29,6 +28,7 @@ from mm1.eval.report import summarize, write_outputs
 from mm1.eval.runner import RunResult, TaskData, evaluate, load_task_data
 from mm1.eval.tasks import TASK_DIR, load_specs, resolve, select_tasks
 from mm1.train.checkpoint import load_checkpoint
+from mm1.train.runtime import pick_device
 
 
 @dataclass
@@ -74,14 +74,6 @@ def _checkpoint_data_root(ckpt: Path) -> Optional[str]:
     return (yaml.safe_load(cfg_file.read_text()).get("data") or {}).get("root")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but no GPU is visible")
-    return torch.device(name)
-
-
 def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: Path | str | None = None, *,
                         data_root: Optional[str] = None, task_dir: Path | str = TASK_DIR, device: str = "auto",
                         progress: bool = True) -> Evaluation:
@@ -89,7 +81,7 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: Path | str
     `out` defaults to eval/ beside the checkpoint folder; `data_root` to the checkpoint's data.root."""
     ckpt = checkpoint_dir(checkpoint)
     tasks = prepare(cfg, data_root or _checkpoint_data_root(ckpt), task_dir)
-    loaded = load_checkpoint(ckpt, device=pick_device(device))
+    loaded = load_checkpoint(ckpt, device=pick_device(device, "--device"))
     out = Path(out) if out else ckpt.parent / "eval"
     return evaluate_model(loaded.model, loaded.tokenizer, cfg, tasks, loaded.cfg.model.vision.image_size, out,
                           str(ckpt.resolve()), to_dict(loaded.cfg.model), progress)

@@ -44,7 +44,7 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, Dist]:
         torch.set_num_threads(cfg.train.threads)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
     seed_everything(cfg.train.seed)  # same init on every rank
-    device = pick_device(cfg.train)
+    device = pick_device(cfg.train.device)
     d = init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
