@@ -118,3 +118,11 @@ def test_recipe_base_errors_name_the_file(tmp_path):
     (tmp_path / "d.yaml").write_text("base: [x]\n")
     with pytest.raises(ConfigError, match="base: expected a recipe file name"):
         load_config(tmp_path / "d.yaml")
+
+
+def test_renamed_keys_of_older_configs_still_load():
+    with pytest.warns(FutureWarning, match="eval.suite is now eval.tasks"):
+        cfg = config_from_dict({**yaml.safe_load(open(TINY)), "eval": {"suite": "synth_vqa", "shots": [0]}})
+    assert cfg.eval.tasks == "synth_vqa"
+    with pytest.raises(ConfigError, match="eval.suite: renamed eval.tasks"):
+        config_from_dict({**yaml.safe_load(open(TINY)), "eval": {"suite": "a", "tasks": "b"}})

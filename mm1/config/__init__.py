@@ -10,6 +10,7 @@ clears it). Bases may themselves have bases.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import yaml
@@ -42,8 +43,23 @@ __all__ = [
 ]
 
 
+# Keys that were renamed: configs written before (recipes, and the config.yaml of every checkpoint) load.
+RENAMED = {("eval", "suite"): "tasks"}
+
+
+def _renamed(data: dict) -> dict:
+    for (section, old), new in RENAMED.items():
+        part = data.get(section)
+        if isinstance(part, dict) and old in part:
+            if new in part:
+                raise ConfigError(f"{section}.{old}: renamed {section}.{new}; give only {section}.{new}")
+            warnings.warn(f"config key {section}.{old} is now {section}.{new}", FutureWarning, stacklevel=3)
+            data = {**data, section: {(new if k == old else k): v for k, v in part.items()}}
+    return data
+
+
 def config_from_dict(data: dict, overrides: list[str] = ()) -> Config:
-    cfg = build(Config, data)
+    cfg = build(Config, _renamed(data))
     for item in overrides:
         apply_override(cfg, item)
     derive(cfg)
