@@ -45,6 +45,8 @@ class MoEConfig:
     z_loss_coef: float = 0.001  # router z-loss
     capacity_factor: Optional[float] = None  # None = dropless routing
     init: str = "upcycle"  # upcycle (experts copy the dense FFN) | random
+    experts_impl: str = "auto"  # loop (one expert at a time) | grouped (torch._grouped_mm, no host sync) |
+    # auto (grouped where torch has it and the widths are 16-byte aligned, else loop)
 
 
 @dataclass

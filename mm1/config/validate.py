@@ -13,6 +13,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
 MOE_INITS = ("upcycle", "random")
+MOE_IMPLS = ("auto", "loop", "grouped")
 
 
 def _choice(path: str, value, allowed) -> None:
@@ -115,6 +116,7 @@ def _validate_moe(cfg: Config) -> None:
                           f"allowed: 1..{d.num_layers} (model.decoder.num_layers)")
     _positive("model.decoder.moe.every", moe.every)
     _choice("model.decoder.moe.init", moe.init, MOE_INITS)
+    _choice("model.decoder.moe.experts_impl", moe.experts_impl, MOE_IMPLS)
     if moe.capacity_factor is not None:
         _positive("model.decoder.moe.capacity_factor", moe.capacity_factor)
     for key in ("aux_loss_coef", "z_loss_coef"):

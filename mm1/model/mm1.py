@@ -15,7 +15,7 @@ from torch import nn
 from mm1.config.schema import ModelConfig
 from mm1.model.connectors import build_connector
 from mm1.model.decoder import build_decoder
-from mm1.model.moe import collect_aux
+from mm1.model.moe import collect_aux, set_routed_tokens
 from mm1.model.vision import VisionEncoder
 
 
@@ -80,6 +80,8 @@ class MM1Model(nn.Module):
         segment_ids: Optional[torch.Tensor] = None,
     ) -> MM1Output:
         embeds = self.embed(input_ids, images)
+        set_routed_tokens(self.decoder, attention_mask if attention_mask is not None and attention_mask.dim() == 2
+                          else None)
         if segment_ids is not None:
             attention_mask = document_mask(segment_ids)
         inputs = dict(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
