@@ -15,6 +15,7 @@ from torch import nn
 from mm1.config.schema import ModelConfig
 from mm1.model.connectors import build_connector
 from mm1.model.decoder import build_decoder
+from mm1.model.loss import next_token_loss
 from mm1.model.moe import collect_aux, set_routed_tokens
 from mm1.model.vision import VisionEncoder
 
@@ -101,18 +102,3 @@ def document_mask(segment_ids: torch.Tensor) -> torch.Tensor:
     same = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, L, L)
     eye = torch.eye(length, dtype=torch.bool, device=segment_ids.device)
     return ((same & causal) | eye)[:, None]  # (B, 1, L, L)
-
-
-def next_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy of the logits at position t against labels[t + 1], ignoring -100.
-
-    The output head runs only on the positions that have a label: image tokens (more than
-    half of an MM1 sequence) and padding never get vocabulary logits, which saves their
-    head FLOPs and the memory of their (L, V) logits.
-    """
-    targets = labels[:, 1:]  # (B, L-1)
-    keep = targets != -100
-    count = int(keep.sum())
-    logits = head(hidden[:, :-1][keep])  # (N, V) for the N labelled positions
-    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-    return loss / max(count, 1), count
