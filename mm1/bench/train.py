@@ -41,7 +41,7 @@ from mm1.build import build, param_counts
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
 from mm1.data.loader import MixedBatches
-from mm1.model.mm1 import document_mask
+from mm1.model.attention import document_mask
 from mm1.model.vision import normalise_pixels
 from mm1.tokenizer import build_tokenizer
 from mm1.train.mfu import decoder_flops_per_token, device_peak_flops, image_flops, mfu

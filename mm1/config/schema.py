@@ -63,6 +63,8 @@ class DecoderConfig:
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
     moe: Optional[MoEConfig] = None  # None = dense decoder
+    attention: str = "auto"  # packed rows: dense (L x L mask) | flex (FlexAttention block mask) | docs (padded
+    # documents, causal SDPA) | varlen (flash varlen, CUDA) | auto (varlen else flex on CUDA; dense on CPU)
 
 
 @dataclass

@@ -96,11 +96,23 @@ def _validate_decoder(cfg: Config) -> None:
             raise ConfigError(
                 f"model.decoder.num_kv_heads: {d.num_kv_heads} does not divide model.decoder.num_heads ({d.num_heads})"
             )
+    _validate_attention(cfg)
     t = cfg.model.tokenizer
     _choice("model.tokenizer.kind", t.kind, TOKENIZER_KINDS)
     if t.kind == "pretrained" and not t.path:
         raise ConfigError("model.tokenizer.path: required when model.tokenizer.kind is 'pretrained' "
                           "(or set model.decoder.pretrained)")
+
+
+def _validate_attention(cfg: Config) -> None:
+    from mm1.model.attention import PATHS
+
+    path = cfg.model.decoder.attention
+    _choice("model.decoder.attention", path, PATHS)
+    if cfg.train.device == "cpu" and path in ("flex", "varlen"):
+        raise ConfigError(f"model.decoder.attention: {path!r} cannot train on train.device 'cpu' (torch has no "
+                          f"{'FlexAttention backward' if path == 'flex' else 'varlen attention'} on CPU); "
+                          f"allowed on cpu: auto, dense, docs")
 
 
 def _validate_moe(cfg: Config) -> None:
