@@ -2,10 +2,13 @@
 gradients, and no path attends across documents."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from mm1.bench.checks import attention_check, model_inputs
 from mm1.bench.train import real_batches
 from mm1.build import build
 from mm1.config import ConfigError, load_config
@@ -17,52 +20,42 @@ PATHS = ["docs", "flex"] + (["varlen"] if varlen_available() else [])
 
 
 @pytest.fixture(scope="module")
-def models_and_batch(synth_root):
-    """Two tiny models with the same weights (dense mask; packed implementation) and a packed batch."""
-    overrides = [f"data.root={synth_root}", "data.synth=null", "train.batch_size=3", "model.decoder.num_layers=2"]
-    built = {}
-    for path in ("dense", "docs"):
-        cfg = load_config(TINY, overrides + [f"model.decoder.attention={path}"])
-        torch.manual_seed(0)
-        tokenizer, built[path] = build(cfg, CPU)
+def setup(synth_root):
+    """The tiny recipe (2 layers) with the packed attention implementation, and a packed batch of it."""
+    overrides = [f"data.root={synth_root}", "data.synth=null", "train.batch_size=3", "model.decoder.num_layers=2",
+                 "model.decoder.attention=docs"]
+    cfg = load_config(TINY, overrides)
+    torch.manual_seed(0)
+    tokenizer, model = build(cfg, CPU)
     batch = real_batches(cfg, tokenizer, 1, CPU)[0]
     assert batch.segment_ids is not None and int(batch.segment_ids.max()) >= 3  # several documents per row
-    return built["dense"], built["docs"], batch
+    return cfg, model, batch
 
 
-def loss_and_grads(model, batch, path=None):
-    if path is not None:
-        model.cfg.decoder.attention = path
-    model.zero_grad()
-    out = model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels,
-                batch.segment_ids, batch.cu_seqlens, batch.max_seqlen)
-    if not torch.is_grad_enabled():
-        return out.loss.detach(), {}
-    out.loss.backward()
-    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+def test_each_path_gives_the_dense_loss_and_gradients(setup):
+    cfg, _, batch = setup
+    results = attention_check(cfg, batch, PATHS)
+    assert results.keys() == set(PATHS)
+    for path, r in results.items():
+        assert r["loss_rel"] < 1e-5, (path, r)
+        if path == "flex" and batch.input_ids.device.type == "cpu":
+            assert r["grad_rel"] is None  # no FlexAttention backward on CPU
+        else:
+            assert r["grad_rel"] < 1e-5, (path, r)
 
 
-def rel(a, b) -> float:
-    return float((a - b).norm() / b.norm().clamp(min=1e-30))
-
-
-@pytest.mark.parametrize("path", PATHS)
-def test_each_path_gives_the_dense_loss_and_gradients(models_and_batch, path):
-    dense, packed, batch = models_and_batch
-    assert all(torch.equal(a, b) for a, b in zip(dense.parameters(), packed.parameters()))
-    grads_here = not (path == "flex" and batch.input_ids.device.type == "cpu")  # no flex backward on CPU
-    with torch.set_grad_enabled(grads_here):
-        ref_loss, ref_grads = loss_and_grads(dense, batch)
-        loss, grads = loss_and_grads(packed, batch, path)
-    assert rel(loss, ref_loss) < 1e-5
-    assert grads.keys() == ref_grads.keys()
-    for name in ref_grads:
-        assert rel(grads[name], ref_grads[name]) < 1e-5, name
+def test_a_path_that_crosses_documents_fails_the_check(setup):
+    """The check can fail: docs attention over whole rows (one document per row) is caught."""
+    cfg, _, batch = setup
+    rows = batch.input_ids.shape[1] * torch.arange(batch.input_ids.shape[0] + 1, dtype=torch.int32)
+    crossing = dataclasses.replace(batch, cu_seqlens=rows, max_seqlen=batch.input_ids.shape[1])
+    r = attention_check(cfg, crossing, ["docs"])["docs"]
+    assert r["loss_rel"] > 1e-4 and r["grad_rel"] > 1e-4
 
 
 @pytest.mark.parametrize("path", ["dense"] + PATHS)
-def test_perturbing_one_document_changes_no_other_documents_logits(models_and_batch, path):
-    _, model, batch = models_and_batch
+def test_perturbing_one_document_changes_no_other_documents_logits(setup, path):
+    _, model, batch = setup
     model.cfg.decoder.attention = path
     seg = batch.segment_ids
     target = (seg[0] == 2) & (batch.input_ids[0] != model.image_token_id)  # row 0, document 2, text tokens
@@ -91,14 +84,13 @@ class Shapes(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("path", ["dense", "docs"])
-def test_only_the_dense_path_builds_an_l_by_l_tensor(models_and_batch, path):
-    _, model, batch = models_and_batch
+def test_only_the_dense_path_builds_an_l_by_l_tensor(setup, path):
+    _, model, batch = setup
     model.cfg.decoder.attention = path
     length = batch.input_ids.shape[1]
     assert int((batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).max()) < length
     with torch.no_grad(), Shapes() as seen:
-        model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels,
-              batch.segment_ids, batch.cu_seqlens, batch.max_seqlen)
+        model(*model_inputs(batch))
     square = any(s[-2:] == (length, length) for s in seen.shapes)
     assert square == (path == "dense")
 
@@ -110,8 +102,8 @@ def test_document_spans_cut_rows_into_documents_and_trailing_padding():
     assert longest == 4
 
 
-def test_collated_batches_carry_the_spans(models_and_batch):
-    _, _, batch = models_and_batch
+def test_collated_batches_carry_the_spans(setup):
+    _, _, batch = setup
     cu, longest = document_spans(batch.segment_ids)
     assert torch.equal(batch.cu_seqlens, cu) and batch.max_seqlen == longest
 

@@ -37,6 +37,7 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
+from mm1.bench.checks import model_inputs
 from mm1.build import build, param_counts
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
@@ -251,3 +252,35 @@ def _match(cfg: Config, llava) -> dict:
             "mm1_vision_tokens_per_image": (v.image_size // v.patch_size) ** 2 + 1,  # patches + CLS
             "llava_vision_tokens_per_image": (vis.image_size // vis.patch_size) ** 2 + 1,
             "attn_implementation": llava.config.text_config._attn_implementation}
+
+
+def bench_variants(cfg: Config, variants: dict[str, list[str]], steps: int = 10, warmup: int = 3,
+                   num_batches: int = 4) -> dict:
+    """mm1's training step under each variant (dotted overrides of `cfg`), alternating on the same
+    batches, same init: median step time, tokens/s, and each variant's speed relative to the first
+    (the median of the per-step ratios). Variants must not change the batches (data settings)."""
+    from mm1.config.tree import apply_override
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.train)
+    batches = real_batches(cfg, build_tokenizer(cfg.model.tokenizer), num_batches, device)
+    steps_by_name, losses = {}, {}
+    for name, overrides in variants.items():
+        variant = copy.deepcopy(cfg)
+        for override in overrides:
+            apply_override(variant, override)
+        model, steps_by_name[name] = mm1_step(variant, device)
+        with torch.no_grad():
+            losses[name] = float(model(*model_inputs(batches[0])).loss)
+    times = time_steps(steps_by_name, batches, warmup, steps, device)
+    used = [batches[(warmup + i) % len(batches)] for i in range(steps)]
+    tokens, images = [b.num_tokens for b in used], [b.images.shape[0] for b in used]
+    first = next(iter(variants))
+    result = {"device": str(device), "threads": torch.get_num_threads(),
+              "batch_shape": list(batches[0].input_ids.shape), "steps": steps, "warmup": warmup, "variants": {}}
+    for name in variants:
+        r = _medians(times[name], tokens, images) | {"overrides": variants[name], "first_loss": losses[name]}
+        r["speed_vs_" + first] = statistics.median(a / b for a, b in zip(times[first], times[name], strict=True))
+        result["variants"][name] = r
+    return result

@@ -24,6 +24,7 @@ go to transformers' SDPA as before.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -135,11 +136,14 @@ _compiled_flex = None
 
 def _flex(q, k, v, scaling, layout: DocLayout) -> torch.Tensor:
     global _compiled_flex
-    attend = flex_attention
+    kwargs = dict(block_mask=layout.block_mask, scale=scaling, enable_gqa=k.shape[1] != q.shape[1])
     if q.device.type == "cuda":
         _compiled_flex = _compiled_flex or torch.compile(flex_attention)
-        attend = _compiled_flex
-    out = attend(q, k, v, block_mask=layout.block_mask, scale=scaling, enable_gqa=k.shape[1] != q.shape[1])
+        out = _compiled_flex(q, k, v, **kwargs)
+    else:  # eager: torch's unfused reference (forward only on CPU); its warning says so on every call
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "flex_attention called without torch.compile")
+            out = flex_attention(q, k, v, **kwargs)
     return out.transpose(1, 2).contiguous()  # (B, L, H, Dh)
 
 
