@@ -111,13 +111,20 @@ def test_collated_batches_carry_the_spans(setup):
 def test_auto_is_dense_on_cpu_and_a_boundary_path_on_cuda():
     assert resolve("auto", CPU) == "dense"
     assert resolve("auto", torch.device("cuda")) in ("varlen", "flex")
+    assert resolve("auto", torch.device("cuda"), torch.float32) == "flex"  # flash varlen needs bf16/fp16
     assert resolve("docs", CPU) == "docs"
 
 
 @pytest.mark.parametrize("override, message", [
     ("model.decoder.attention=sparse", "model.decoder.attention: 'sparse' is not allowed"),
     ("model.decoder.attention=flex", "model.decoder.attention: 'flex' cannot train on train.device 'cpu'"),
+    ("model.decoder.attention=varlen", "model.decoder.attention: 'varlen' cannot train on train.device 'cpu'"),
 ])
 def test_bad_attention_settings_name_their_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(TINY, [override, "train.device=cpu"])
+
+
+def test_varlen_needs_bf16():
+    with pytest.raises(ConfigError, match="'varlen' .* needs bf16"):
+        load_config(TINY, ["model.decoder.attention=varlen", "train.device=cuda", "train.precision=fp32"])

@@ -51,9 +51,10 @@ def synth_overrides(root: str) -> list[str]:
             "train.device=auto"]
 
 
-def attention_paths(device: torch.device) -> list[str]:
+def attention_paths(device: torch.device, amp=torch.bfloat16) -> list[str]:
+    """The non-dense paths that run on this device in this precision (varlen: CUDA, bf16)."""
     paths = ["docs", "flex"]
-    return paths + (["varlen"] if device.type == "cuda" and varlen_available() else [])
+    return paths + (["varlen"] if device.type == "cuda" and varlen_available() and amp is not None else [])
 
 
 def correctness(tiny: Config, tiny_moe: Config, device: torch.device, steps: int) -> dict:
@@ -62,7 +63,7 @@ def correctness(tiny: Config, tiny_moe: Config, device: torch.device, steps: int
     moe_batch = real_batches(tiny_moe, build_tokenizer(tiny_moe.model.tokenizer), 1, device)[0]
     precisions = {"fp32": None} | ({"bf16": torch.bfloat16} if device.type == "cuda" else {})
     return {"precision": precision_check(tiny, batches),
-            "attention": {name: attention_check(tiny, batches[0], attention_paths(device), amp)
+            "attention": {name: attention_check(tiny, batches[0], attention_paths(device, amp), amp)
                           for name, amp in precisions.items()},
             "moe": {name: moe_check(tiny_moe, moe_batch, amp) for name, amp in precisions.items()}}
 

@@ -113,6 +113,9 @@ def _validate_attention(cfg: Config) -> None:
         raise ConfigError(f"model.decoder.attention: {path!r} cannot train on train.device 'cpu' (torch has no "
                           f"{'FlexAttention backward' if path == 'flex' else 'varlen attention'} on CPU); "
                           f"allowed on cpu: auto, dense, docs")
+    if path == "varlen" and cfg.train.precision == "fp32":
+        raise ConfigError("model.decoder.attention: 'varlen' (flash attention) needs bf16; train.precision is "
+                          "'fp32'; allowed with fp32: auto, dense, docs, flex")
 
 
 def _validate_moe(cfg: Config) -> None:

@@ -14,7 +14,8 @@ chooses how the decoder's attention enforces that:
   so the flash kernel may run): work grows with the documents' lengths, not the row's.
 - `varlen`: torch's variable-length flash attention from the cumulative document
   lengths (`torch.nn.attention.varlen`); CUDA with bf16/fp16 only.
-- `auto`: `varlen` on CUDA where torch has it, else `flex` on CUDA; `dense` on CPU
+- `auto`: on CUDA `varlen` where torch has it and the compute dtype is bf16/fp16, else
+  `flex`; `dense` on CPU
   (the fastest of dense and docs at the tiny recipe's size, see benchmarks/RESULTS.md).
 
 Every path but `dense` takes the layout from `DocLayout` (segment ids, cumulative
@@ -63,12 +64,12 @@ def varlen_available() -> bool:
     return hasattr(torch.nn.attention, "varlen") and torch.cuda.is_available()
 
 
-def resolve(path: str, device: torch.device) -> str:
-    """The path `auto` stands for on this device; other paths as they are."""
+def resolve(path: str, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> str:
+    """The path `auto` stands for on this device and compute dtype; other paths as they are."""
     if path != "auto":
         return path
     if device.type == "cuda":
-        return "varlen" if varlen_available() else "flex"
+        return "varlen" if varlen_available() and dtype in (torch.bfloat16, torch.float16) else "flex"
     return "dense"
 
 

@@ -26,7 +26,7 @@ def _aligned(dim: int, dtype: torch.dtype) -> bool:
     return dim * torch.empty((), dtype=dtype).element_size() % 16 == 0
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype autocast would run a matmul in (torch._grouped_mm is not covered by autocast)."""
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
@@ -59,7 +59,7 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """x (A, D): the first counts.sum() rows grouped by expert, counts[e] rows each (E,) -> (A, D);
         the remaining rows give zeros."""
-        if self.use_grouped(_compute_dtype(x)):
+        if self.use_grouped(compute_dtype(x)):
             return self.grouped(x, counts)
         return self.loop(x, counts)
 
@@ -76,7 +76,7 @@ class Experts(nn.Module):
 
     def grouped(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """All experts at once with torch._grouped_mm; no host synchronisation."""
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         offsets = counts.cumsum(0).to(torch.int32)  # (E,) end row of each expert's group
         used = (torch.arange(x.shape[0], device=x.device) < offsets[-1])[:, None]  # (A, 1)
         h = torch.where(used, x, 0).to(dtype)  # rows past the groups get no gradient back

@@ -16,6 +16,7 @@ from mm1.config.schema import ModelConfig
 from mm1.model.attention import IMPLEMENTATION, doc_layout, document_mask, register, resolve
 from mm1.model.connectors import build_connector
 from mm1.model.decoder import build_decoder
+from mm1.model.experts import compute_dtype
 from mm1.model.loss import next_token_loss
 from mm1.model.moe import collect_aux, set_routed_tokens
 from mm1.model.vision import VisionEncoder
@@ -104,7 +105,7 @@ class MM1Model(nn.Module):
 
     def packed_inputs(self, segment_ids, cu_seqlens, max_seqlen, device) -> dict:
         """The decoder's attention inputs for packed rows on the configured path."""
-        path = resolve(self.cfg.decoder.attention, device)
+        path = resolve(self.cfg.decoder.attention, device, compute_dtype(self.decoder.get_input_embeddings().weight))
         if path == "dense":
             return {"attention_mask": document_mask(segment_ids)}
         layout = doc_layout(path, segment_ids, cu_seqlens, max_seqlen)
