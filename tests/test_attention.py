@@ -108,8 +108,9 @@ def test_collated_batches_carry_the_spans(setup):
     assert torch.equal(batch.cu_seqlens, cu) and batch.max_seqlen == longest
 
 
-def test_auto_is_dense_on_cpu_and_a_boundary_path_on_cuda():
-    assert resolve("auto", CPU) == "dense"
+def test_auto_is_dense_for_short_cpu_rows_and_a_boundary_path_otherwise():
+    assert resolve("auto", CPU, torch.float32, 192) == "dense"  # the tiny recipe's computation is unchanged
+    assert resolve("auto", CPU, torch.float32, 4096) == "docs"
     assert resolve("auto", torch.device("cuda")) in ("varlen", "flex")
     assert resolve("auto", torch.device("cuda"), torch.float32) == "flex"  # flash varlen needs bf16/fp16
     assert resolve("docs", CPU) == "docs"

@@ -64,7 +64,8 @@ class DecoderConfig:
     rope_theta: float = 10000.0
     moe: Optional[MoEConfig] = None  # None = dense decoder
     attention: str = "auto"  # packed rows: dense (L x L mask) | flex (FlexAttention block mask) | docs (padded
-    # documents, causal SDPA) | varlen (flash varlen, CUDA) | auto (varlen else flex on CUDA; dense on CPU)
+    # documents, causal SDPA) | varlen (flash varlen, CUDA) | auto (CUDA: varlen, else flex; CPU: docs for rows
+    # of 1024+ tokens, else dense)
 
 
 @dataclass

@@ -15,8 +15,9 @@ chooses how the decoder's attention enforces that:
 - `varlen`: torch's variable-length flash attention from the cumulative document
   lengths (`torch.nn.attention.varlen`); CUDA with bf16/fp16 only.
 - `auto`: on CUDA `varlen` where torch has it and the compute dtype is bf16/fp16, else
-  `flex`; `dense` on CPU
-  (the fastest of dense and docs at the tiny recipe's size, see benchmarks/RESULTS.md).
+  `flex` (not yet measured on a GPU: `mm1 bench gpu` times every path); on CPU `docs` for
+  rows of 1024 tokens or more, else `dense`, the faster of the two there as measured
+  (benchmarks/RESULTS.md: docs 0.86x dense at 192-token rows, 1.22x at 1024, 2.66x at 4096).
 
 Every path but `dense` takes the layout from `DocLayout` (segment ids, cumulative
 lengths over the flattened rows, longest document), which the packed batch carries;
@@ -64,13 +65,16 @@ def varlen_available() -> bool:
     return hasattr(torch.nn.attention, "varlen") and torch.cuda.is_available()
 
 
-def resolve(path: str, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> str:
-    """The path `auto` stands for on this device and compute dtype; other paths as they are."""
+CPU_DOCS_FROM = 1024  # rows at least this long take `docs` on CPU (1.22x dense at 1024, 0.93x at 355)
+
+
+def resolve(path: str, device: torch.device, dtype: torch.dtype = torch.bfloat16, length: int = 0) -> str:
+    """The path `auto` stands for on this device, compute dtype and row length; other paths as they are."""
     if path != "auto":
         return path
     if device.type == "cuda":
         return "varlen" if varlen_available() and dtype in (torch.bfloat16, torch.float16) else "flex"
-    return "dense"
+    return "docs" if length >= CPU_DOCS_FROM else "dense"
 
 
 @dataclass

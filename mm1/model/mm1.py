@@ -105,7 +105,8 @@ class MM1Model(nn.Module):
 
     def packed_inputs(self, segment_ids, cu_seqlens, max_seqlen, device) -> dict:
         """The decoder's attention inputs for packed rows on the configured path."""
-        path = resolve(self.cfg.decoder.attention, device, compute_dtype(self.decoder.get_input_embeddings().weight))
+        dtype = compute_dtype(self.decoder.get_input_embeddings().weight)
+        path = resolve(self.cfg.decoder.attention, device, dtype, segment_ids.shape[1])
         if path == "dense":
             return {"attention_mask": document_mask(segment_ids)}
         layout = doc_layout(path, segment_ids, cu_seqlens, max_seqlen)
