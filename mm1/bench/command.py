@@ -78,7 +78,8 @@ def cmd_train(args) -> int:
 
     cfg = _prepare(args)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
-    result = bench_train(cfg, args.steps, args.warmup, args.batches, not args.no_llava, not args.no_memory, peak)
+    result = bench_train(cfg, args.steps, args.warmup, args.batches, not args.no_llava, not args.no_memory, peak,
+                         not args.no_padded)
     result.update(recipe=args.recipe, overrides=args.overrides, machine=machine())
     print(json.dumps(result) if args.json else format_train(result))
     return 0
@@ -142,6 +143,12 @@ def format_train(r: dict) -> str:
         lines.append(f"  matched: {m['image_tokens_per_image']} image tokens per image; Llava patch "
                      f"{m['llava_patch_size']} ({m['llava_vision_tokens_per_image']} vision tokens/image) vs mm1 "
                      f"patch {m['mm1_patch_size']} ({m['mm1_vision_tokens_per_image']})")
+        if r.get("samples"):
+            p = r["samples"]
+            lines.append(f"  samples/s: mm1 packed {p['mm1_packed_samples_per_s']:.1f} (rows "
+                         f"{p['batch_shapes']['mm1']}) vs Llava one padded sample per row "
+                         f"{p['llava_padded_samples_per_s']:.1f} (rows {p['batch_shapes']['llava']}): "
+                         f"{p['ratio']:.2f}x")
     else:
         lines.append(f"  HF Llava not run: {r['llava_skipped']}")
     m, peak = r["mm1"], r["peak_flops"]
@@ -185,6 +192,8 @@ def register(sub) -> None:
     t.add_argument("--batches", type=int, default=4, help="distinct real batches, cycled")
     t.add_argument("--no-llava", action="store_true", help="time mm1 alone")
     t.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs (fresh processes)")
+    t.add_argument("--no-padded", action="store_true",
+                   help="skip samples/s of mm1 packed vs Llava with one padded sample per row")
     t.add_argument("--peak-tflops", type=float, default=None, help="device peak, for a GPU missing from the table")
     t.set_defaults(func=cmd_train)
     v = bench.add_parser("variants", help="training step speed of variants of one recipe, alternating",

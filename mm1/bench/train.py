@@ -119,13 +119,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(steps: dict[str, Step], batches: list[Batch], warmup: int, count: int,
+def time_steps(steps: dict[str, Step], batches: list[Batch] | dict[str, list[Batch]], warmup: int, count: int,
                device: torch.device) -> dict[str, list[float]]:
-    """Seconds per timed step of each model; the models alternate (ABBA) on the same batch."""
+    """Seconds per timed step of each model; the models alternate (ABBA) on the same batch, or on their
+    own i-th batch when `batches` maps each model to its own list."""
     names, times = list(steps), {name: [] for name in steps}
     for i in range(warmup + count):
-        batch = batches[i % len(batches)]
         for name in names if i % 2 == 0 else reversed(names):
+            own = batches[name] if isinstance(batches, dict) else batches
+            batch = own[i % len(own)]
             _sync(device)
             start = time.perf_counter()
             steps[name](batch)
@@ -199,7 +201,7 @@ def _medians(times: list[float], tokens: list[int], images: list[int]) -> dict:
 
 
 def bench_train(cfg: Config, steps: int = 10, warmup: int = 3, num_batches: int = 4, llava: bool = True,
-                memory: bool = True, peak: float | None = None) -> dict:
+                memory: bool = True, peak: float | None = None, padded: bool = True) -> dict:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train)
@@ -233,7 +235,27 @@ def bench_train(cfg: Config, steps: int = 10, warmup: int = 3, num_batches: int 
         result["speedup_mm1_over_llava"] = statistics.median(
             a / b for a, b in zip(times["llava"], times["mm1"], strict=True))
         result["speedup_of_fastest_steps"] = min(times["llava"]) / min(times["mm1"])
+        if padded:
+            result["samples"] = packed_vs_padded(cfg, step_fns, batches, warmup, steps, device)
     return result
+
+
+def packed_vs_padded(cfg: Config, step_fns: dict[str, Step], packed: list[Batch], warmup: int, count: int,
+                     device: torch.device) -> dict:
+    """Samples (examples) per second: mm1 on the recipe's packed rows vs Llava on one example per row,
+    padded to the batch's longest (data.packing=false), as peers train; both read the recipe's corpus
+    from the start, alternating."""
+    flat = copy.deepcopy(cfg)
+    flat.data.packing = False
+    batches = {"mm1": packed, "llava": real_batches(flat, build_tokenizer(cfg.model.tokenizer), len(packed), device)}
+    times = time_steps(step_fns, batches, warmup, count, device)
+    rates = {}
+    for name, own in batches.items():
+        per_step = [len(own[(warmup + i) % len(own)].keys) for i in range(count)]
+        rates[name] = statistics.median(n / t for n, t in zip(per_step, times[name], strict=True))
+    shapes = {name: list(own[0].input_ids.shape) for name, own in batches.items()}
+    return {"mm1_packed_samples_per_s": rates["mm1"], "llava_padded_samples_per_s": rates["llava"],
+            "ratio": rates["mm1"] / rates["llava"], "batch_shapes": shapes}
 
 
 def _mm1_flops(model, batches: list[Batch]) -> dict:
