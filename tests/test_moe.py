@@ -163,6 +163,11 @@ def test_a_local_dense_checkpoint_loads_and_upcycles(tmp_path):
         torch.testing.assert_close(moe.eval()(ids).logits, dense(ids).logits, rtol=1e-5, atol=1e-5)
 
 
+def test_grouped_experts_need_bf16_on_a_gpu():
+    with pytest.raises(ConfigError, match="'grouped' .* needs bf16"):
+        load_config(TINY_MOE, ["model.decoder.moe.experts_impl=grouped", "train.device=cuda", "train.precision=fp32"])
+
+
 @pytest.mark.parametrize("override, key", [
     ("model.decoder.moe.top_k=5", "model.decoder.moe.top_k"),
     ("model.decoder.moe.every=5", "model.decoder.moe.every"),
@@ -210,7 +215,7 @@ def test_grouped_experts_equal_the_loop_in_outputs_and_gradients(top_k, capacity
         (y.square().sum() + aux_loss).backward()
         grads = [xi.grad, moe.router.weight.grad] + [p.grad for p in moe.experts.parameters()]
         results[impl] = [y.detach(), *grads]
-    assert moe.experts.use_grouped(torch.float32)
+    assert moe.experts.use_grouped(x)
     for a, b in zip(results["loop"], results["grouped"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

@@ -62,10 +62,11 @@ def correctness(tiny: Config, tiny_moe: Config, device: torch.device, steps: int
     batches = real_batches(tiny, tokenizer, steps, device)
     moe_batch = real_batches(tiny_moe, build_tokenizer(tiny_moe.model.tokenizer), 1, device)[0]
     precisions = {"fp32": None} | ({"bf16": torch.bfloat16} if device.type == "cuda" else {})
+    moe_precisions = {"bf16": torch.bfloat16} if device.type == "cuda" else precisions  # grouped_mm: bf16 on GPUs
     return {"precision": precision_check(tiny, batches),
             "attention": {name: attention_check(tiny, batches[0], attention_paths(device, amp), amp)
                           for name, amp in precisions.items()},
-            "moe": {name: moe_check(tiny_moe, moe_batch, amp) for name, amp in precisions.items()}}
+            "moe": {name: moe_check(tiny_moe, moe_batch, amp) for name, amp in moe_precisions.items()}}
 
 
 def one_rank_group(device: torch.device) -> None:

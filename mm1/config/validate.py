@@ -132,6 +132,9 @@ def _validate_moe(cfg: Config) -> None:
     _positive("model.decoder.moe.every", moe.every)
     _choice("model.decoder.moe.init", moe.init, MOE_INITS)
     _choice("model.decoder.moe.experts_impl", moe.experts_impl, MOE_IMPLS)
+    if moe.experts_impl == "grouped" and cfg.train.device == "cuda" and cfg.train.precision == "fp32":
+        raise ConfigError("model.decoder.moe.experts_impl: 'grouped' (torch._grouped_mm) needs bf16 on a GPU; "
+                          "train.precision is 'fp32'; allowed with fp32: auto, loop")
     if moe.capacity_factor is not None:
         _positive("model.decoder.moe.capacity_factor", moe.capacity_factor)
     for key in ("aux_loss_coef", "z_loss_coef"):

@@ -109,7 +109,9 @@ def document_block_mask(segment_ids: torch.Tensor) -> BlockMask:
         same = segment_ids[batch, q] == segment_ids[batch, kv]
         return (same & (q >= kv)) | (q == kv)
 
-    return create_block_mask(mask_mod, b, None, length, length, device=segment_ids.device)
+    # compiled on CUDA, so that the (B, L, L) mask is never materialised to find the blocks
+    return create_block_mask(mask_mod, b, None, length, length, device=segment_ids.device,
+                             _compile=segment_ids.device.type == "cuda")
 
 
 def doc_slots(cu: torch.Tensor, max_len: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,9 @@ Two implementations of the same computation:
 - `grouped`: `torch._grouped_mm` runs all experts in one call per projection from the group
   ends (offsets) kept on the device: no host synchronisation, and a static (A, D) shape that
   `torch.compile` can keep in one graph. Rows past the last offset (unrouted or dropped
-  assignments) are neither computed nor read: they get zeros and no gradient.
+  assignments) are neither computed nor read: they get zeros and no gradient. It takes
+  bf16/fp16 operands (fp32 as well in eager mode on a CPU); `auto` falls back to the loop
+  elsewhere.
 """
 from __future__ import annotations
 
@@ -49,17 +51,20 @@ class Experts(nn.Module):
         self.act_fn = act_fn
         self.impl = impl
 
-    def use_grouped(self, dtype: torch.dtype) -> bool:
-        """`auto` takes the grouped path when torch has it and the widths meet its alignment."""
+    def use_grouped(self, x: torch.Tensor) -> bool:
+        """`auto` takes the grouped path where torch._grouped_mm runs: torch has it, the widths meet its
+        alignment, and the compute dtype is bf16/fp16 (fp32 only in eager mode on a CPU)."""
         if self.impl != "auto":
             return self.impl == "grouped"
-        _, hidden, dim = self.gate_proj.shape
-        return grouped_mm_available() and _aligned(dim, dtype) and _aligned(hidden, dtype)
+        dtype, (_, hidden, dim) = compute_dtype(x), self.gate_proj.shape
+        half = dtype in (torch.bfloat16, torch.float16)
+        eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
+        return grouped_mm_available() and (half or eager_cpu) and _aligned(dim, dtype) and _aligned(hidden, dtype)
 
     def forward(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """x (A, D): the first counts.sum() rows grouped by expert, counts[e] rows each (E,) -> (A, D);
         the remaining rows give zeros."""
-        if self.use_grouped(compute_dtype(x)):
+        if self.use_grouped(x):
             return self.grouped(x, counts)
         return self.loop(x, counts)
 
