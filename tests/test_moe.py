@@ -251,6 +251,9 @@ def test_padding_takes_no_capacity_and_no_part_in_router_statistics():
     for name in ("balance_loss", "z_loss", "tokens_per_expert", "dropped_frac"):
         torch.testing.assert_close(getattr(b, name), getattr(a, name)), name
     assert a.dropped_frac > 0  # the capacity bound binds, on the real tokens' count
+    masked.eval()  # eval mode (generation calls the decoder directly): every position is routed
+    masked(padded)
+    assert int(masked.stats.tokens_per_expert.sum()) == 40 * 2
 
 
 def test_balance_loss_is_mixtrals_over_unpadded_tokens_divided_by_k():

@@ -8,9 +8,11 @@ Gate: with k = 1 the Switch Transformer gate, the raw router probability of the
 chosen expert (so the router learns from the language-model loss); with k >= 2
 the top-k probabilities renormalised to sum to 1 (GShard / Mixtral top-2).
 
-Routed tokens: `set_routed_tokens` marks which positions of the next forwards are
-real tokens (padding is not). Only those are routed: padding takes no expert
-capacity, gets a zero output, and is left out of every router statistic.
+Routed tokens: `set_routed_tokens` marks which positions of the next training
+forwards are real tokens (padding is not). Only those are routed: padding takes no
+expert capacity, gets a zero output, and is left out of every router statistic.
+In eval mode every position is routed, as the decoder may then be called directly
+(generation with a KV cache) with inputs the mark does not describe.
 
 Shapes: N = B*L tokens, D model width, F expert width, E experts, k experts per
 token, A = N*k (token, expert) assignments. Assignments are numbered slot-major,
@@ -161,9 +163,9 @@ class MoEFeedForward(nn.Module):
             return F.linear(x.float(), self.router.weight.float())
 
     def _routed(self, shape: torch.Size, device) -> torch.Tensor:
-        """(N,) bool: the positions to route (the mask set for this shape, else all)."""
+        """(N,) bool: the positions to route (in training, the mask set for this shape; else all)."""
         mask = self.routed_tokens
-        if mask is None or mask.shape != shape[:-1]:
+        if mask is None or not self.training or mask.shape != shape[:-1]:
             return torch.ones(math.prod(shape[:-1]), dtype=torch.bool, device=device)
         return mask.reshape(-1).to(device)
 
@@ -195,9 +197,9 @@ def moe_layers(module: nn.Module) -> Iterator[MoEFeedForward]:
 
 
 def set_routed_tokens(module: nn.Module, mask: Optional[torch.Tensor]) -> None:
-    """Mark the positions (B, L) bool that the MoE blocks of `module` route in their next forwards
-    (None = all). It stays set until the next call, so that activation checkpointing, which runs
-    a block's forward again in backward, recomputes the same routing."""
+    """Mark the positions (B, L) bool that the MoE blocks of `module` route in their next training
+    forwards (None = all). It stays set until the next call, so that activation checkpointing,
+    which runs a block's forward again in backward, recomputes the same routing."""
     for block in moe_layers(module):
         block.routed_tokens = None if mask is None else mask.bool()
 
