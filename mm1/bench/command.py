@@ -113,7 +113,8 @@ def format_variants(r: dict) -> str:
 def cmd_gpu(args) -> int:
     from mm1.bench.gpu import format_gpu, run_gpu_check
 
-    result = run_gpu_check(args.root, args.tiny, args.steps, args.warmup)
+    paths = args.paths.split(",") if args.paths else None
+    result = run_gpu_check(args.root, args.tiny, args.steps, args.warmup, paths)
     result.update(command="mm1 bench gpu" + (" --tiny" if args.tiny else ""), machine=machine())
     print(json.dumps(result))
     print(format_gpu(result))
@@ -214,4 +215,6 @@ def register(sub) -> None:
     g.add_argument("--tiny", action="store_true", help="the tiny recipe in place of the big ones, no compile (CPU)")
     g.add_argument("--steps", type=int, default=3, help="timed steps per ablation_base run")
     g.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
+    g.add_argument("--paths", default=None, help="comma-separated attention paths of the ablation_base runs "
+                                                 "(default: dense and every path that trains on the device)")
     g.set_defaults(func=cmd_gpu)

@@ -97,6 +97,7 @@ def training_model(cfg: Config, device: torch.device, amp, fsdp: bool, batches) 
 def throughput(cfg: Config, device: torch.device, steps: int, warmup: int, fsdp: bool) -> dict:
     """Tokens/s, MFU and peak memory of the recipe's training step (median of `steps` after `warmup`)."""
     amp = autocast_dtype(cfg.train, device)
+    torch._dynamo.reset()  # each run compiles afresh, so no run inherits another's guards or cache limit
     batches = real_batches(cfg, build_tokenizer(cfg.model.tokenizer), warmup + steps, device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -127,8 +128,10 @@ def big_recipe(name: str, root: str, attention: str, extra: list[str]) -> Config
                                                                 "parallel.activation_checkpointing=true", *extra])
 
 
-def run_gpu_check(root: str, tiny: bool = False, steps: int = 3, warmup: int = 2) -> dict:
-    """Every part of the check (see the module docstring); `tiny`: the CPU-sized version."""
+def run_gpu_check(root: str, tiny: bool = False, steps: int = 3, warmup: int = 2,
+                  paths: list[str] | None = None) -> dict:
+    """Every part of the check (see the module docstring); `tiny`: the CPU-sized version; `paths`:
+    the attention paths of the ablation_base runs (default: every one that trains on this device)."""
     from mm1.train.pretrain import prepare_data
 
     begin = time.perf_counter()
@@ -142,9 +145,8 @@ def run_gpu_check(root: str, tiny: bool = False, steps: int = 3, warmup: int = 2
     base, big = ("tiny.yaml", "tiny.yaml") if tiny else ("ablation_base.yaml", "mm1_3b.yaml")
     extra = ["train.batch_size=2", "train.precision=fp32"] if tiny else ["parallel.compile=true"]
     result["ablation_base"] = {}
-    for path in ["dense", *attention_paths(device)]:
-        if path == "flex" and device.type == "cpu":
-            continue  # no FlexAttention backward on CPU
+    trainable = [p for p in ["dense", *attention_paths(device)] if not (p == "flex" and device.type == "cpu")]
+    for path in paths or trainable:  # (no FlexAttention backward on CPU)
         cfg = big_recipe(base, root, path, extra)
         result["ablation_base"][path] = throughput(cfg, device, steps, warmup, fsdp=True)
     cfg = big_recipe(big, root, "auto", extra[:1] if tiny else [])
