@@ -281,3 +281,25 @@ def test_mm1_model_routes_only_real_tokens(tiny_overrides):
     padded = model(ids[1:], attention_mask=mask[1:]).aux_loss
     assert all(torch.equal(moe.routed_tokens, mask[1:].bool()) for moe in moe_layers(model.decoder))
     torch.testing.assert_close(padded, short)
+
+
+def test_activation_checkpointing_recomputes_the_same_routing(synth_root):
+    """The routed-token mark outlives the forward, so the recompute in backward routes (and drops
+    under a capacity limit) exactly as the forward did: same loss and gradients as without."""
+    from mm1.bench.checks import loss_and_grads, grad_error
+    from mm1.bench.train import real_batches
+    from mm1.build import build
+    from mm1.train.parallelize import apply_activation_checkpointing
+
+    cfg = load_config(TINY_MOE, [f"data.root={synth_root}", "data.synth=null", "train.batch_size=3",
+                                 "model.decoder.moe.capacity_factor=1.0"])
+    torch.manual_seed(0)
+    tokenizer, model = build(cfg)
+    batch = real_batches(cfg, tokenizer, 1, torch.device("cpu"))[0]
+    assert (batch.attention_mask == 0).any()  # some padding to leave out
+    loss, grads = loss_and_grads(model, batch)
+    apply_activation_checkpointing(model)
+    loss_ac, grads_ac = loss_and_grads(model, batch)
+    assert float(loss_ac) == pytest.approx(float(loss), rel=1e-6)
+    strip = lambda g: {k.replace("._checkpoint_wrapped_module", ""): v for k, v in g.items()}  # noqa: E731
+    assert grad_error(strip(grads_ac), grads) < 1e-6
