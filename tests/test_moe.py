@@ -303,3 +303,52 @@ def test_activation_checkpointing_recomputes_the_same_routing(synth_root):
     assert float(loss_ac) == pytest.approx(float(loss), rel=1e-6)
     strip = lambda g: {k.replace("._checkpoint_wrapped_module", ""): v for k, v in g.items()}  # noqa: E731
     assert grad_error(strip(grads_ac), grads) < 1e-6
+
+
+SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "bincount", "unique", "repeat_interleave",
+               "masked_scatter")  # a Python number from a tensor, or an output whose size depends on values
+
+
+def aten_ops(fn) -> set[str]:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Ops() as ops:
+        fn()
+    return ops.names
+
+
+class HostSync(Exception):
+    pass
+
+
+def forbid_host_reads(monkeypatch) -> None:
+    """Make every Python-side read of a tensor's values raise (what syncs a GPU with the host)."""
+    def refuse(*args, **kwargs):
+        raise HostSync
+
+    for name in ("tolist", "item", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+
+
+@pytest.mark.parametrize("capacity_factor", [None, 1.0])
+def test_grouped_moe_forward_never_synchronises_with_the_host(capacity_factor, monkeypatch):
+    moe = impl_block("grouped", capacity_factor=capacity_factor)
+    moe.routed_tokens = torch.rand(2, 24) > 0.2
+    x = torch.randn(2, 24, D)
+    with monkeypatch.context() as m:
+        forbid_host_reads(m)
+        ops = aten_ops(lambda: moe(x))
+    assert "_grouped_mm" in ops and not ops & set(SYNCING_OPS), ops & set(SYNCING_OPS)
+    moe.experts.impl = "loop"
+    with monkeypatch.context() as m, pytest.raises(HostSync):  # the reference loop needs the counts on the host
+        forbid_host_reads(m)
+        moe(x)
