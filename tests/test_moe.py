@@ -352,3 +352,17 @@ def test_grouped_moe_forward_never_synchronises_with_the_host(capacity_factor, m
     with monkeypatch.context() as m, pytest.raises(HostSync):  # the reference loop needs the counts on the host
         forbid_host_reads(m)
         moe(x)
+
+
+def test_the_flop_counter_counts_grouped_experts_as_the_loop():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 20, D)
+    counted = {}
+    for impl in ("loop", "grouped"):
+        moe = impl_block(impl)
+        moe.routed_tokens = torch.arange(20).expand(2, 20) < 15  # 30 routed tokens of 40
+        with FlopCounterMode(display=False) as counter:
+            moe(x).square().sum().backward()
+        counted[impl] = counter.get_total_flops()
+    assert counted["grouped"] == counted["loop"] > 0

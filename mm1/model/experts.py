@@ -23,6 +23,32 @@ def grouped_mm_available() -> bool:
     return hasattr(torch, "_grouped_mm")
 
 
+def _grouped_mm_flops(mat_a, mat_b, *args, offs=None, out_val=None, **kwargs) -> int:
+    """FLOPs of torch._grouped_mm in each form autograd uses: (M, K) x (E, K, N) and its input
+    gradient; (K, M) x (M, N) grouped along M (the weight gradient); (E, M, K) x (K, N); batched."""
+    offs = offs if offs is not None else (args[0] if args else None)  # backward passes it by position
+    used = int(offs[-1]) if offs is not None else None
+    if mat_a.dim() == 2 and mat_b.dim() == 3:
+        return 2 * used * mat_a.shape[1] * mat_b.shape[2]
+    if mat_a.dim() == 2 and mat_b.dim() == 2:
+        return 2 * mat_a.shape[0] * mat_b.shape[1] * used
+    if mat_b.dim() == 2:
+        return 2 * mat_a.shape[1] * mat_a.shape[2] * used
+    return 2 * mat_a.shape[0] * mat_a.shape[1] * mat_a.shape[2] * mat_b.shape[2]
+
+
+def _teach_flop_counter() -> None:
+    """torch.utils.flop_counter (mm1 bench's counted FLOPs) has no formula for torch._grouped_mm."""
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_grouped_mm", None)
+    if op is not None and op not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(op, get_raw=True)(_grouped_mm_flops)
+
+
+_teach_flop_counter()
+
+
 def _aligned(dim: int, dtype: torch.dtype) -> bool:
     """torch._grouped_mm needs every row stride to be a multiple of 16 bytes."""
     return dim * torch.empty((), dtype=dtype).element_size() % 16 == 0
