@@ -92,19 +92,18 @@ def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor,
     return weights, experts, probs
 
 
-def capacity_for(num_tokens, top_k: int, num_experts: int, factor: Optional[float]):
-    """Assignments one expert may take: ceil(factor * N * k / E); None = dropless.
-    `num_tokens` may be a 0-d tensor (the routed tokens, counted on the device)."""
+def capacity_for(num_tokens: torch.Tensor, top_k: int, num_experts: int,
+                 factor: Optional[float]) -> Optional[torch.Tensor]:
+    """Assignments one expert may take: ceil(factor * N * k / E), N the routed tokens (a 0-d tensor,
+    counted on the device); None = dropless."""
     if factor is None:
         return None
-    if isinstance(num_tokens, torch.Tensor):
-        return torch.ceil(factor * num_tokens * top_k / num_experts)
-    return math.ceil(factor * num_tokens * top_k / num_experts)
+    return torch.ceil(factor * num_tokens * top_k / num_experts)
 
 
 def plan_dispatch(assigned: torch.Tensor, num_experts: int, capacity, routed: torch.Tensor):
     """Group assignments by expert, on the device. assigned (A,) expert ids, slot-major;
-    routed (A,) bool, false for assignments of unrouted tokens; capacity None, int or 0-d tensor.
+    routed (A,) bool, false for assignments of unrouted tokens; capacity None or a 0-d tensor.
 
     Returns order (A,) assignment ids, kept ones first, grouped by expert (slot-major
     within an expert); kept (E,) kept assignments per expert; demand (E,) routed
