@@ -32,6 +32,28 @@ def test_bench_data_json(tiny_overrides, capsys):
     assert result["samples"] >= 40 and result["workers"] == 1
 
 
+def test_bench_variants_runs_each_variant_on_the_same_batches(tiny_overrides, capsys):
+    args = ["bench", "variants", str(TINY), *tiny_overrides, "model.decoder.num_layers=2", "--json", "--steps", "2",
+            "--warmup", "0", "--batches", "1", "--variant", "dense:model.decoder.attention=dense",
+            "--variant", "docs:model.decoder.attention=docs"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    dense, docs = result["variants"]["dense"], result["variants"]["docs"]
+    assert dense["overrides"] == ["model.decoder.attention=dense"] and dense["speed_vs_dense"] == 1.0
+    assert docs["first_loss"] == pytest.approx(dense["first_loss"], rel=1e-5)  # same init, same batch
+    assert len(docs["step_s_all"]) == 2 and docs["speed_vs_dense"] > 0
+
+
+def test_bench_train_reports_samples_per_s_packed_vs_padded(tiny_overrides, capsys):
+    args = ["bench", "train", str(TINY), *tiny_overrides, "model.decoder.num_layers=1", "--json", "--steps", "2",
+            "--warmup", "0", "--batches", "1", "--no-memory"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)["samples"]
+    assert s["mm1_packed_samples_per_s"] > 0 and s["llava_padded_samples_per_s"] > 0
+    assert s["ratio"] == pytest.approx(s["mm1_packed_samples_per_s"] / s["llava_padded_samples_per_s"])
+    assert s["batch_shapes"]["mm1"][0] == s["batch_shapes"]["llava"][0] == 4  # train.batch_size rows each
+
+
 def tiny_llama(tie: bool = False) -> transformers.LlamaForCausalLM:
     """vocab 10, width 8, 1 layer, 2 heads of 4, FFN 16: 824 parameters (744 when tied)."""
     return transformers.LlamaForCausalLM(transformers.LlamaConfig(

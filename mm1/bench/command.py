@@ -79,10 +79,47 @@ def cmd_train(args) -> int:
 
     cfg = _prepare(args)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
-    result = bench_train(cfg, args.steps, args.warmup, args.batches, not args.no_llava, not args.no_memory, peak)
+    result = bench_train(cfg, args.steps, args.warmup, args.batches, not args.no_llava, not args.no_memory, peak,
+                         not args.no_padded)
     result.update(recipe=args.recipe, overrides=args.overrides, machine=machine())
     print(json.dumps(result) if args.json else format_train(result))
     return 0
+
+
+def cmd_variants(args) -> int:
+    from mm1.bench.train import bench_variants
+
+    cfg = _prepare(args)
+    variants = {}
+    for spec in args.variant:
+        name, _, overrides = spec.partition(":")
+        variants[name] = [o for o in overrides.split(",") if o]
+    result = bench_variants(cfg, variants, args.steps, args.warmup, args.batches)
+    result.update(recipe=args.recipe, overrides=args.overrides, machine=machine())
+    print(json.dumps(result) if args.json else format_variants(result))
+    return 0
+
+
+def format_variants(r: dict) -> str:
+    b, first = r["batch_shape"], next(iter(r["variants"]))
+    lines = [f"device {r['device']} ({r['threads']} threads); batch {b[0]} x {b[1]}; median of {r['steps']} steps "
+             f"after {r['warmup']} warm-up, variants alternating",
+             f"  {'variant':<12} {'step s':>8} {'tokens/s':>9} {'vs ' + first:>10} {'first loss':>11}  overrides"]
+    for name, v in r["variants"].items():
+        lines.append(f"  {name:<12} {v['step_s']:8.3f} {v['tokens_per_s']:9.0f} {v['speed_vs_' + first]:9.2f}x "
+                     f"{v['first_loss']:11.6f}  {' '.join(v['overrides']) or '-'}")
+    return "\n".join(lines)
+
+
+def cmd_gpu(args) -> int:
+    from mm1.bench.gpu import format_gpu, run_gpu_check
+
+    paths = args.paths.split(",") if args.paths else None
+    result = run_gpu_check(args.root, args.tiny, args.steps, args.warmup, paths)
+    result.update(command="mm1 bench gpu" + (" --tiny" if args.tiny else ""), machine=machine())
+    print(json.dumps(result))
+    print(format_gpu(result))
+    return 0 if result["passed"] else 1
 
 
 def _row(name: str, m: dict) -> str:
@@ -108,6 +145,12 @@ def format_train(r: dict) -> str:
         lines.append(f"  matched: {m['image_tokens_per_image']} image tokens per image; Llava patch "
                      f"{m['llava_patch_size']} ({m['llava_vision_tokens_per_image']} vision tokens/image) vs mm1 "
                      f"patch {m['mm1_patch_size']} ({m['mm1_vision_tokens_per_image']})")
+        if r.get("samples"):
+            p = r["samples"]
+            lines.append(f"  samples/s: mm1 packed {p['mm1_packed_samples_per_s']:.1f} (rows "
+                         f"{p['batch_shapes']['mm1']}) vs Llava one padded sample per row "
+                         f"{p['llava_padded_samples_per_s']:.1f} (rows {p['batch_shapes']['llava']}): "
+                         f"{p['ratio']:.2f}x")
     else:
         lines.append(f"  HF Llava not run: {r['llava_skipped']}")
     m, peak = r["mm1"], r["peak_flops"]
@@ -150,5 +193,28 @@ def register(sub) -> None:
     t.add_argument("--batches", type=int, default=4, help="distinct real batches, cycled")
     t.add_argument("--no-llava", action="store_true", help="time mm1 alone")
     t.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs (fresh processes)")
+    t.add_argument("--no-padded", action="store_true",
+                   help="skip samples/s of mm1 packed vs Llava with one padded sample per row")
     t.add_argument("--peak-tflops", type=float, default=None, help="device peak, for a GPU missing from the table")
     t.set_defaults(func=cmd_train)
+    v = bench.add_parser("variants", help="training step speed of variants of one recipe, alternating",
+                         description="mm1's training step under each --variant (dotted overrides), alternating "
+                                     "on the same batches; speeds relative to the first variant.")
+    _recipe_args(v)
+    v.add_argument("--variant", action="append", required=True, metavar="NAME:key=value[,key=value]",
+                   help="a named set of overrides (empty for the recipe as is); repeat; the first is the baseline")
+    v.add_argument("--steps", type=int, default=10, help="timed steps per variant")
+    v.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
+    v.add_argument("--batches", type=int, default=4, help="distinct real batches, cycled")
+    v.set_defaults(func=cmd_variants)
+    g = bench.add_parser("gpu", help="the prepared one-GPU check: fast paths' correctness, throughput, memory",
+                         description="Correctness of the fast paths (precision, attention paths, MoE experts), "
+                                     "then tokens/s, MFU and peak memory of ablation_base per attention path and "
+                                     "of mm1_3b; one JSON line and a table. See benchmarks/README.md.")
+    g.add_argument("--root", default="data/synth", help="where the embedded corpus is (written on first use)")
+    g.add_argument("--tiny", action="store_true", help="the tiny recipe in place of the big ones, no compile (CPU)")
+    g.add_argument("--steps", type=int, default=3, help="timed steps per ablation_base run")
+    g.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
+    g.add_argument("--paths", default=None, help="comma-separated attention paths of the ablation_base runs "
+                                                 "(default: dense and every path that trains on the device)")
+    g.set_defaults(func=cmd_gpu)

@@ -37,11 +37,12 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
+from mm1.bench.checks import model_inputs
 from mm1.build import build, param_counts
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
 from mm1.data.loader import MixedBatches
-from mm1.model.mm1 import document_mask
+from mm1.model.attention import document_mask
 from mm1.model.vision import normalise_pixels
 from mm1.tokenizer import build_tokenizer
 from mm1.train.mfu import decoder_flops_per_token, device_peak_flops, image_flops, mfu
@@ -118,13 +119,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(steps: dict[str, Step], batches: list[Batch], warmup: int, count: int,
+def time_steps(steps: dict[str, Step], batches: list[Batch] | dict[str, list[Batch]], warmup: int, count: int,
                device: torch.device) -> dict[str, list[float]]:
-    """Seconds per timed step of each model; the models alternate (ABBA) on the same batch."""
+    """Seconds per timed step of each model; the models alternate (ABBA) on the same batch, or on their
+    own i-th batch when `batches` maps each model to its own list."""
     names, times = list(steps), {name: [] for name in steps}
     for i in range(warmup + count):
-        batch = batches[i % len(batches)]
         for name in names if i % 2 == 0 else reversed(names):
+            own = batches[name] if isinstance(batches, dict) else batches
+            batch = own[i % len(own)]
             _sync(device)
             start = time.perf_counter()
             steps[name](batch)
@@ -198,7 +201,7 @@ def _medians(times: list[float], tokens: list[int], images: list[int]) -> dict:
 
 
 def bench_train(cfg: Config, steps: int = 10, warmup: int = 3, num_batches: int = 4, llava: bool = True,
-                memory: bool = True, peak: float | None = None) -> dict:
+                memory: bool = True, peak: float | None = None, padded: bool = True) -> dict:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)
@@ -232,7 +235,27 @@ def bench_train(cfg: Config, steps: int = 10, warmup: int = 3, num_batches: int 
         result["speedup_mm1_over_llava"] = statistics.median(
             a / b for a, b in zip(times["llava"], times["mm1"], strict=True))
         result["speedup_of_fastest_steps"] = min(times["llava"]) / min(times["mm1"])
+        if padded:
+            result["samples"] = packed_vs_padded(cfg, step_fns, batches, warmup, steps, device)
     return result
+
+
+def packed_vs_padded(cfg: Config, step_fns: dict[str, Step], packed: list[Batch], warmup: int, count: int,
+                     device: torch.device) -> dict:
+    """Samples (examples) per second: mm1 on the recipe's packed rows vs Llava on one example per row,
+    padded to the batch's longest (data.packing=false), as peers train; both read the recipe's corpus
+    from the start, alternating."""
+    flat = copy.deepcopy(cfg)
+    flat.data.packing = False
+    batches = {"mm1": packed, "llava": real_batches(flat, build_tokenizer(cfg.model.tokenizer), len(packed), device)}
+    times = time_steps(step_fns, batches, warmup, count, device)
+    rates = {}
+    for name, own in batches.items():
+        per_step = [len(own[(warmup + i) % len(own)].keys) for i in range(count)]
+        rates[name] = statistics.median(n / t for n, t in zip(per_step, times[name], strict=True))
+    shapes = {name: list(own[0].input_ids.shape) for name, own in batches.items()}
+    return {"mm1_packed_samples_per_s": rates["mm1"], "llava_padded_samples_per_s": rates["llava"],
+            "ratio": rates["mm1"] / rates["llava"], "batch_shapes": shapes}
 
 
 def _mm1_flops(model, batches: list[Batch]) -> dict:
@@ -251,3 +274,35 @@ def _match(cfg: Config, llava) -> dict:
             "mm1_vision_tokens_per_image": (v.image_size // v.patch_size) ** 2 + 1,  # patches + CLS
             "llava_vision_tokens_per_image": (vis.image_size // vis.patch_size) ** 2 + 1,
             "attn_implementation": llava.config.text_config._attn_implementation}
+
+
+def bench_variants(cfg: Config, variants: dict[str, list[str]], steps: int = 10, warmup: int = 3,
+                   num_batches: int = 4) -> dict:
+    """mm1's training step under each variant (dotted overrides of `cfg`), alternating on the same
+    batches, same init: median step time, tokens/s, and each variant's speed relative to the first
+    (the median of the per-step ratios). Variants must not change the batches (data settings)."""
+    from mm1.config.tree import apply_override
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.train)
+    batches = real_batches(cfg, build_tokenizer(cfg.model.tokenizer), num_batches, device)
+    steps_by_name, losses = {}, {}
+    for name, overrides in variants.items():
+        variant = copy.deepcopy(cfg)
+        for override in overrides:
+            apply_override(variant, override)
+        model, steps_by_name[name] = mm1_step(variant, device)
+        with torch.no_grad():
+            losses[name] = float(model(*model_inputs(batches[0])).loss)
+    times = time_steps(steps_by_name, batches, warmup, steps, device)
+    used = [batches[(warmup + i) % len(batches)] for i in range(steps)]
+    tokens, images = [b.num_tokens for b in used], [b.images.shape[0] for b in used]
+    first = next(iter(variants))
+    result = {"device": str(device), "threads": torch.get_num_threads(),
+              "batch_shape": list(batches[0].input_ids.shape), "steps": steps, "warmup": warmup, "variants": {}}
+    for name in variants:
+        r = _medians(times[name], tokens, images) | {"overrides": variants[name], "first_loss": losses[name]}
+        r["speed_vs_" + first] = statistics.median(a / b for a, b in zip(times[first], times[name], strict=True))
+        result["variants"][name] = r
+    return result

@@ -47,6 +47,8 @@ class MoEConfig:
     z_loss_coef: float = 0.001  # router z-loss
     capacity_factor: Optional[float] = None  # None = dropless routing
     init: str = "upcycle"  # upcycle (experts copy the dense FFN) | random
+    experts_impl: str = "auto"  # loop (one expert at a time) | grouped (torch._grouped_mm, no host sync) |
+    # auto (grouped where torch has it and the widths are 16-byte aligned, else loop)
 
 
 @dataclass
@@ -63,6 +65,9 @@ class DecoderConfig:
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
     moe: Optional[MoEConfig] = None  # None = dense decoder
+    attention: str = "auto"  # packed rows: dense (L x L mask) | flex (FlexAttention block mask) | docs (padded
+    # documents, causal SDPA) | varlen (flash varlen, CUDA) | auto (CUDA: varlen, else flex; CPU: docs for rows
+    # of 1024+ tokens, else dense)
 
 
 @dataclass

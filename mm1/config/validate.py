@@ -15,6 +15,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
 MOE_INITS = ("upcycle", "random")
+MOE_IMPLS = ("auto", "loop", "grouped")
 
 
 def _choice(path: str, value, allowed) -> None:
@@ -98,11 +99,26 @@ def _validate_decoder(cfg: Config) -> None:
             raise ConfigError(
                 f"model.decoder.num_kv_heads: {d.num_kv_heads} does not divide model.decoder.num_heads ({d.num_heads})"
             )
+    _validate_attention(cfg)
     t = cfg.model.tokenizer
     _choice("model.tokenizer.kind", t.kind, TOKENIZER_KINDS)
     if t.kind == "pretrained" and not t.path:
         raise ConfigError("model.tokenizer.path: required when model.tokenizer.kind is 'pretrained' "
                           "(or set model.decoder.pretrained)")
+
+
+def _validate_attention(cfg: Config) -> None:
+    from mm1.model.attention import PATHS
+
+    path = cfg.model.decoder.attention
+    _choice("model.decoder.attention", path, PATHS)
+    if cfg.train.device == "cpu" and path in ("flex", "varlen"):
+        raise ConfigError(f"model.decoder.attention: {path!r} cannot train on train.device 'cpu' (torch has no "
+                          f"{'FlexAttention backward' if path == 'flex' else 'varlen attention'} on CPU); "
+                          f"allowed on cpu: auto, dense, docs")
+    if path == "varlen" and cfg.train.precision == "fp32":
+        raise ConfigError("model.decoder.attention: 'varlen' (flash attention) needs bf16; train.precision is "
+                          "'fp32'; allowed with fp32: auto, dense, docs, flex")
 
 
 def _validate_moe(cfg: Config) -> None:
@@ -118,6 +134,10 @@ def _validate_moe(cfg: Config) -> None:
                           f"allowed: 1..{d.num_layers} (model.decoder.num_layers)")
     _positive("model.decoder.moe.every", moe.every)
     _choice("model.decoder.moe.init", moe.init, MOE_INITS)
+    _choice("model.decoder.moe.experts_impl", moe.experts_impl, MOE_IMPLS)
+    if moe.experts_impl == "grouped" and cfg.train.device == "cuda" and cfg.train.precision == "fp32":
+        raise ConfigError("model.decoder.moe.experts_impl: 'grouped' (torch._grouped_mm) needs bf16 on a GPU; "
+                          "train.precision is 'fp32'; allowed with fp32: auto, loop")
     if moe.capacity_factor is not None:
         _positive("model.decoder.moe.capacity_factor", moe.capacity_factor)
     for key in ("aux_loss_coef", "z_loss_coef"):

@@ -15,6 +15,9 @@ class Batch:
     images: torch.Tensor  # (N, 3, H, W) uint8 pixels, in order of appearance (row-major over B, L)
     position_ids: Optional[torch.Tensor] = None  # (B, L); None = 0..L-1; packed rows restart per document
     segment_ids: Optional[torch.Tensor] = None  # (B, L) document index within a packed row (0 = padding)
+    cu_seqlens: Optional[torch.Tensor] = None  # (S+1,) int32 boundaries of the S documents (and trailing paddings)
+    # of packed rows over the flattened B*L positions
+    max_seqlen: Optional[int] = None  # the longest of those S runs
     sources: list[str] = field(default_factory=list)  # source name of each document (for logging)
     keys: list[str] = field(default_factory=list)  # sample key of each sequence
     slot: int = 0  # the (rank, worker) slot that produced this batch

@@ -13,6 +13,7 @@ import torch
 from mm1.data.batch import Batch
 from mm1.data.image import resized, to_tensor
 from mm1.data.sequence import IGNORE, Example
+from mm1.model.attention import document_spans
 
 
 class Packer:
@@ -53,8 +54,10 @@ def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length
     pixels = [resized(img, image_size) for row in rows for ex in row for img in ex.images]
     images = to_tensor(np.stack(pixels)) if pixels else torch.zeros((0, 3, image_size, image_size), dtype=torch.uint8)
     packed = any(len(row) > 1 for row in rows)
+    cu_seqlens, max_seqlen = document_spans(segment_ids) if packed else (None, None)
     return Batch(input_ids, labels, attention_mask, images,
                  position_ids=position_ids if packed else None, segment_ids=segment_ids if packed else None,
+                 cu_seqlens=cu_seqlens, max_seqlen=max_seqlen,
                  sources=[ex.source for row in rows for ex in row], keys=[ex.key for row in rows for ex in row])
 
 

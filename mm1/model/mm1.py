@@ -13,9 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm1.config.schema import ModelConfig
+from mm1.model.attention import IMPLEMENTATION, doc_layout, document_mask, register, resolve
 from mm1.model.connectors import build_connector
 from mm1.model.decoder import build_decoder
-from mm1.model.moe import collect_aux
+from mm1.model.experts import compute_dtype
+from mm1.model.loss import next_token_loss
+from mm1.model.moe import collect_aux, set_routed_tokens
 from mm1.model.vision import VisionEncoder
 
 
@@ -38,6 +41,9 @@ class MM1Model(nn.Module):
         d_model = self.decoder.get_input_embeddings().embedding_dim
         self.connector = build_connector(cfg.connector, self.vision.width, d_model, self.vision.grid)
         self.tokens_per_image = cfg.connector.num_tokens
+        if cfg.decoder.attention != "dense":
+            register()
+            self.decoder.set_attn_implementation(IMPLEMENTATION)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, T, D)"""
@@ -78,11 +84,18 @@ class MM1Model(nn.Module):
         position_ids: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
         segment_ids: Optional[torch.Tensor] = None,
+        cu_seqlens: Optional[torch.Tensor] = None,
+        max_seqlen: Optional[int] = None,
     ) -> MM1Output:
+        """Packed rows pass segment_ids (and, from the loader, their cu_seqlens and max_seqlen,
+        else they are derived here); `model.decoder.attention` chooses how attention keeps to
+        each document (see mm1.model.attention)."""
         embeds = self.embed(input_ids, images)
-        if segment_ids is not None:
-            attention_mask = document_mask(segment_ids)
+        set_routed_tokens(self.decoder, attention_mask if attention_mask is not None and attention_mask.dim() == 2
+                          else None)
         inputs = dict(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        if segment_ids is not None:
+            inputs.update(self.packed_inputs(segment_ids, cu_seqlens, max_seqlen, embeds.device))
         if labels is None:
             logits = self.decoder(**inputs).logits
             return MM1Output(None, logits, 0, *collect_aux(self.decoder))
@@ -90,27 +103,13 @@ class MM1Model(nn.Module):
         loss, count = next_token_loss(hidden, labels, self.decoder.get_output_embeddings())
         return MM1Output(loss, None, count, *collect_aux(self.decoder))  # MoE router losses; (None, None) if dense
 
-
-def document_mask(segment_ids: torch.Tensor) -> torch.Tensor:
-    """(B, L) document ids of packed rows -> (B, 1, L, L) boolean mask: causal, within a document.
-    Padding (id 0) attends to itself only, so no row is empty."""
-    length = segment_ids.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=segment_ids.device).tril()  # (L, L)
-    same = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, L, L)
-    eye = torch.eye(length, dtype=torch.bool, device=segment_ids.device)
-    return ((same & causal) | eye)[:, None]  # (B, 1, L, L)
-
-
-def next_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy of the logits at position t against labels[t + 1], ignoring -100.
-
-    The output head runs only on the positions that have a label: image tokens (more than
-    half of an MM1 sequence) and padding never get vocabulary logits, which saves their
-    head FLOPs and the memory of their (L, V) logits.
-    """
-    targets = labels[:, 1:]  # (B, L-1)
-    keep = targets != -100
-    count = int(keep.sum())
-    logits = head(hidden[:, :-1][keep])  # (N, V) for the N labelled positions
-    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-    return loss / max(count, 1), count
+    def packed_inputs(self, segment_ids, cu_seqlens, max_seqlen, device) -> dict:
+        """The decoder's attention inputs for packed rows on the configured path."""
+        dtype = compute_dtype(self.decoder.get_input_embeddings().weight)
+        path = resolve(self.cfg.decoder.attention, device, dtype, segment_ids.shape[1])
+        if path == "dense":
+            return {"attention_mask": document_mask(segment_ids)}
+        layout = doc_layout(path, segment_ids, cu_seqlens, max_seqlen)
+        # flex: the BlockMask; else a (B, 1, 0, 0) placeholder: a 4-D mask makes transformers build none
+        placeholder = layout.block_mask or segment_ids.new_empty(segment_ids.shape[0], 1, 0, 0, dtype=torch.bool)
+        return {"attention_mask": placeholder, "mm1_docs": layout}

@@ -4,10 +4,20 @@ The block replaces a dense decoder MLP (see `mm1.model.decoder.add_moe_layers`),
 takes and returns (B, L, D) like it, and keeps the router statistics of its last
 forward in `stats`, which `collect_aux` turns into the auxiliary loss.
 
+Gate: with k = 1 the Switch Transformer gate, the raw router probability of the
+chosen expert (so the router learns from the language-model loss); with k >= 2
+the top-k probabilities renormalised to sum to 1 (GShard / Mixtral top-2).
+
+Routed tokens: `set_routed_tokens` marks which positions of the next training
+forwards are real tokens (padding is not). Only those are routed: padding takes no
+expert capacity, gets a zero output, and is left out of every router statistic.
+In eval mode every position is routed, as the decoder may then be called directly
+(generation with a KV cache) with inputs the mark does not describe.
+
 Shapes: N = B*L tokens, D model width, F expert width, E experts, k experts per
-token, A = N*k (token, expert) assignments, M <= A assignments kept after the
-capacity limit. Assignments are numbered slot-major, a = j*N + n for token n's
-j-th choice, so that under a capacity limit first choices win over second ones.
+token, A = N*k (token, expert) assignments. Assignments are numbered slot-major,
+a = j*N + n for token n's j-th choice, so that under a capacity limit first
+choices win over second ones.
 """
 from __future__ import annotations
 
@@ -21,87 +31,95 @@ from torch import nn
 
 from mm1.config.schema import MoEConfig
 from mm1.config.tree import ConfigError
+from mm1.model.experts import Experts
 
 
 @dataclass
 class RouterStats:
-    balance_loss: torch.Tensor  # () E * sum_e f_e * P_e; 1.0 when f or P is uniform
-    z_loss: torch.Tensor  # () mean over tokens of logsumexp(logits)^2
+    balance_loss: torch.Tensor  # () E * sum_e f_e * P_e over routed tokens; 1.0 when f or P is uniform
+    z_loss: torch.Tensor  # () mean over routed tokens of logsumexp(logits)^2
     tokens_per_expert: torch.Tensor  # (E,) assignments routed to each expert, before the capacity limit
-    dropped_frac: torch.Tensor  # () fraction of the A assignments dropped by the capacity limit
+    dropped_frac: torch.Tensor  # () fraction of the routed assignments dropped by the capacity limit
 
 
-def balance_loss(probs: torch.Tensor, assigned: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Switch/GShard load balancing: E * sum_e f_e * P_e.
+def _masked_mean(values: torch.Tensor, routed: torch.Tensor) -> torch.Tensor:
+    """Mean over the first dim of the rows where routed (N,) is true. (N, ...) -> (...)"""
+    weight = routed.to(values.dtype).reshape(-1, *[1] * (values.dim() - 1))
+    return (values * weight).sum(0) / routed.sum().clamp(min=1)
 
-    f_e = share of the N*k assignments that went to expert e (sums to 1, no gradient),
-    P_e = mean router probability of expert e (sums to 1, carries the gradient).
-    With this normalisation the loss is 1 for any k whenever P or f is uniform, and it
-    grows as routing concentrates on the experts with high probability (E at worst).
+
+def counts(ids: torch.Tensor, size: int) -> torch.Tensor:
+    """How often each of 0..size-1 occurs in ids; unlike bincount, with no host synchronisation."""
+    return torch.zeros(size, dtype=torch.long, device=ids.device).scatter_add_(0, ids.reshape(-1),
+                                                                               torch.ones_like(ids.reshape(-1)))
+
+
+def balance_loss(probs: torch.Tensor, assigned: torch.Tensor, num_experts: int,
+                 routed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Switch Transformer load balancing (its eqs. 4-6) generalised to top-k: E * sum_e f_e * P_e.
+
+    Over the routed tokens only (routed (N,) bool; None = all):
+    f_e = share of their N*k assignments that went to expert e (sums to 1, no gradient),
+    P_e = their mean router probability of expert e (sums to 1, carries the gradient).
+    This is transformers' Mixtral `load_balancing_loss_func` (which masks padding the same
+    way) divided by k: the loss is 1 for any k whenever P or f is uniform, and it grows as
+    routing concentrates on the experts with high probability (E at worst).
     """
-    f = torch.bincount(assigned.flatten(), minlength=num_experts).float() / assigned.numel()  # (E,)
-    p = probs.float().mean(0)  # (E,)
+    if routed is None:
+        routed = torch.ones(probs.shape[0], dtype=torch.bool, device=probs.device)
+    routed_choices = torch.where(routed[:, None], assigned, num_experts)  # (N, k); unrouted -> E
+    f = counts(routed_choices, num_experts + 1)[:num_experts].float() / (routed.sum() * assigned.shape[1]).clamp(min=1)
+    p = _masked_mean(probs.float(), routed)  # (E,)
     return num_experts * (f * p).sum()
 
 
-def z_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Router z-loss (ST-MoE): mean over tokens of logsumexp(logits)^2. (N, E) -> ()"""
-    return torch.logsumexp(logits.float(), dim=-1).square().mean()
+def z_loss(logits: torch.Tensor, routed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Router z-loss (ST-MoE): mean over routed tokens of logsumexp(logits)^2. (N, E) -> ()"""
+    z = torch.logsumexp(logits.float(), dim=-1).square()  # (N,)
+    return z.mean() if routed is None else _masked_mean(z, routed)
 
 
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Softmax, top-k, renormalise. (N, E) -> weights (N, k) summing to 1, experts (N, k), probs (N, E).
+    """Softmax, top-k. (N, E) -> weights (N, k), experts (N, k), probs (N, E).
 
-    With k = 1 the weight is always 1, so the router then learns only through the auxiliary losses.
+    k = 1: the weight is the raw probability (Switch Transformer), so the language-model
+    loss reaches the router. k >= 2: the k probabilities renormalised to sum to 1.
     """
     probs = logits.float().softmax(dim=-1)  # (N, E)
     weights, experts = probs.topk(top_k, dim=-1)  # (N, k)
-    return weights / weights.sum(dim=-1, keepdim=True), experts, probs
+    if top_k > 1:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return weights, experts, probs
 
 
-def capacity_for(num_tokens: int, top_k: int, num_experts: int, factor: Optional[float]) -> Optional[int]:
-    """Assignments one expert may take: ceil(factor * N * k / E); None = dropless."""
+def capacity_for(num_tokens: torch.Tensor, top_k: int, num_experts: int,
+                 factor: Optional[float]) -> Optional[torch.Tensor]:
+    """Assignments one expert may take: ceil(factor * N * k / E), N the routed tokens (a 0-d tensor,
+    counted on the device); None = dropless."""
     if factor is None:
         return None
-    return math.ceil(factor * num_tokens * top_k / num_experts)
+    return torch.ceil(factor * num_tokens * top_k / num_experts)
 
 
-def plan_dispatch(assigned: torch.Tensor, num_experts: int, capacity: Optional[int]):
-    """Group assignments by expert. assigned (A,) expert ids, slot-major.
+def plan_dispatch(assigned: torch.Tensor, num_experts: int, capacity, routed: torch.Tensor):
+    """Group assignments by expert, on the device. assigned (A,) expert ids, slot-major;
+    routed (A,) bool, false for assignments of unrouted tokens; capacity None or a 0-d tensor.
 
-    Returns order (M,) assignment ids grouped by expert (slot-major within an expert),
-    kept (E,) kept assignments per expert, routed (E,) assignments per expert before dropping.
+    Returns order (A,) assignment ids, kept ones first, grouped by expert (slot-major
+    within an expert); kept (E,) kept assignments per expert; demand (E,) routed
+    assignments per expert before dropping. Unrouted and dropped assignments come last.
     """
-    order = torch.argsort(assigned, stable=True)  # (A,)
-    routed = torch.bincount(assigned, minlength=num_experts)  # (E,)
-    if capacity is None:
-        return order, routed, routed
-    starts = routed.cumsum(0) - routed  # (E,) first sorted position of each expert
-    rank = torch.arange(order.numel(), device=order.device) - starts[assigned[order]]  # (A,)
-    return order[rank < capacity], routed.clamp(max=capacity), routed
-
-
-class Experts(nn.Module):
-    """E gated feed-forwards, weights stacked in nn.Linear's (out, in) layout."""
-
-    def __init__(self, num_experts: int, dim: int, hidden: int, act_fn: nn.Module, dtype=None, device=None):
-        super().__init__()
-        kw = {"dtype": dtype, "device": device}
-        self.gate_proj = nn.Parameter(torch.empty(num_experts, hidden, dim, **kw))  # (E, F, D)
-        self.up_proj = nn.Parameter(torch.empty(num_experts, hidden, dim, **kw))  # (E, F, D)
-        self.down_proj = nn.Parameter(torch.empty(num_experts, dim, hidden, **kw))  # (E, D, F)
-        self.act_fn = act_fn
-
-    def forward(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """x (M, D) grouped by expert, counts[e] rows each -> (M, D).
-
-        Every expert runs, even on zero rows, so that each weight takes part in the
-        backward graph on every rank (DDP requires it)."""
-        outs = []
-        for e, h in enumerate(x.split(counts)):  # h (n_e, D)
-            hidden = self.act_fn(F.linear(h, self.gate_proj[e])) * F.linear(h, self.up_proj[e])  # (n_e, F)
-            outs.append(F.linear(hidden, self.down_proj[e]))  # (n_e, D)
-        return torch.cat(outs)
+    sink = torch.full_like(assigned, num_experts)
+    key = torch.where(routed, assigned, sink)  # (A,) unrouted assignments go to a sink bucket E
+    demand = counts(key, num_experts + 1)[:num_experts]  # (E,)
+    if capacity is not None:
+        order = torch.argsort(key, stable=True)  # (A,)
+        starts = F.pad(demand.cumsum(0), (1, 0))[key[order]]  # (A,) first sorted position of its expert
+        rank = torch.empty_like(key).scatter_(0, order, torch.arange(key.numel(), device=key.device) - starts)
+        key = torch.where(rank < capacity, key, sink)  # (A,) assignments past capacity are dropped
+    order = torch.argsort(key, stable=True)  # (A,)
+    kept = counts(key, num_experts + 1)[:num_experts]  # (E,)
+    return order, kept, demand
 
 
 class MoEFeedForward(nn.Module):
@@ -111,8 +129,9 @@ class MoEFeedForward(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.router = nn.Linear(dim, cfg.num_experts, bias=False, dtype=dtype, device=device)
-        self.experts = Experts(cfg.num_experts, dim, hidden, act_fn, dtype, device)
+        self.experts = Experts(cfg.num_experts, dim, hidden, act_fn, cfg.experts_impl, dtype, device)
         self.stats: Optional[RouterStats] = None
+        self.routed_tokens: Optional[torch.Tensor] = None  # (B, L) bool, set by set_routed_tokens; None = all
 
     @classmethod
     def from_dense(cls, mlp: nn.Module, cfg: MoEConfig, init_std: float) -> "MoEFeedForward":
@@ -142,30 +161,46 @@ class MoEFeedForward(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             return F.linear(x.float(), self.router.weight.float())
 
+    def _routed(self, shape: torch.Size, device) -> torch.Tensor:
+        """(N,) bool: the positions to route (in training, the mask set for this shape; else all)."""
+        mask = self.routed_tokens
+        if mask is None or not self.training or mask.shape != shape[:-1]:
+            return torch.ones(math.prod(shape[:-1]), dtype=torch.bool, device=device)
+        return mask.reshape(-1).to(device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (N, D)
         n, k, e = x.shape[0], self.cfg.top_k, self.cfg.num_experts
+        routed = self._routed(shape, x.device)  # (N,)
         logits = self.router_logits(x)  # (N, E)
         weights, experts, probs = route(logits, k)  # (N, k), (N, k), (N, E)
         assigned = experts.t().reshape(-1)  # (A,) slot-major
-        capacity = capacity_for(n, k, e, self.cfg.capacity_factor)
-        order, kept, routed = plan_dispatch(assigned, e, capacity)  # (M,), (E,), (E,)
-        tokens = order % n  # (M,) token of each kept assignment
-        out = self.experts(x[tokens], kept.tolist())  # (M, D)
-        gate = weights.t().reshape(-1)[order].to(out.dtype)  # (M,)
+        capacity = capacity_for(routed.sum(), k, e, self.cfg.capacity_factor)
+        order, kept, demand = plan_dispatch(assigned, e, capacity, routed.repeat(k))  # (A,), (E,), (E,)
+        tokens = order % n  # (A,) token of each assignment, kept ones first
+        out = self.experts(x[tokens], kept)  # (A, D), zeros past the kept rows
+        gate = weights.t().reshape(-1)[order].to(out.dtype)  # (A,)
         y = out.new_zeros(n, shape[-1]).index_add_(0, tokens, out * gate[:, None])  # (N, D)
         self.stats = RouterStats(
-            balance_loss=balance_loss(probs, experts, e),
-            z_loss=z_loss(logits),
-            tokens_per_expert=routed.detach(),
-            dropped_frac=logits.new_tensor(1.0 - order.numel() / assigned.numel()),
+            balance_loss=balance_loss(probs, experts, e, routed),
+            z_loss=z_loss(logits, routed),
+            tokens_per_expert=demand.detach(),
+            dropped_frac=1.0 - kept.sum() / demand.sum().clamp(min=1),
         )
         return y.reshape(shape)
 
 
 def moe_layers(module: nn.Module) -> Iterator[MoEFeedForward]:
     return (m for m in module.modules() if isinstance(m, MoEFeedForward))
+
+
+def set_routed_tokens(module: nn.Module, mask: Optional[torch.Tensor]) -> None:
+    """Mark the positions (B, L) bool that the MoE blocks of `module` route in their next training
+    forwards (None = all). It stays set until the next call, so that activation checkpointing,
+    which runs a block's forward again in backward, recomputes the same routing."""
+    for block in moe_layers(module):
+        block.routed_tokens = None if mask is None else mask.bool()
 
 
 def inactive_expert_params(module: nn.Module) -> int:

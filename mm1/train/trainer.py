@@ -50,7 +50,7 @@ def train_step(model, batches: list[Batch], optimizer, grad_clip: float, device,
         batch = batch.to(device)
         with autocast(device, amp_dtype):
             out = model(batch.input_ids, batch.images, batch.attention_mask, batch.position_ids, batch.labels,
-                        batch.segment_ids)
+                        batch.segment_ids, batch.cu_seqlens, batch.max_seqlen)
         loss = out.loss * out.num_label_tokens * scale
         if out.aux_loss is not None:
             loss = loss + out.aux_loss / len(batches)
