@@ -6,6 +6,7 @@ import json
 import sys
 
 from mm1.config import ConfigError, load_config
+from mm1.errors import CheckpointError
 
 EXIT_USAGE = 2
 
@@ -18,8 +19,12 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_pretrain(args) -> int:
     from mm1.train.pretrain import pretrain
+    from mm1.train.trainer import StoppedBySignal
 
-    pretrain(load_config(args.recipe, args.overrides), resume=args.resume)
+    try:
+        pretrain(load_config(args.recipe, args.overrides), resume=args.resume)
+    except StoppedBySignal as stop:  # a scheduler must not take an interrupted run for a finished one
+        return 128 + stop.signum
     return 0
 
 
@@ -112,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         print(f"mm1: config error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except CheckpointError as err:
+        print(f"mm1: checkpoint error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
 

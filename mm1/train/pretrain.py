@@ -19,8 +19,8 @@ from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
 from mm1.train.parallelize import parallelize
-from mm1.train.state import full_model_state, resolve_resume, unwrap
-from mm1.train.trainer import Trainer
+from mm1.train.state import check_new_run, full_model_state, resolve_resume, unwrap
+from mm1.train.trainer import StoppedBySignal, Trainer
 
 
 def prepare_data(cfg: Config) -> None:
@@ -66,6 +66,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
     run_dir = Path(cfg.output.dir)
+    check_new_run(run_dir, resume)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
     if d.is_main:
@@ -89,6 +90,8 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     start = resolve_resume(run_dir, resume)
     if start is not None:
         trainer.restore(start)
+    elif trainer.writer is not None:  # --resume in a folder with no checkpoint yet: the run starts again
+        trainer.writer.drop_after(0)
     return trainer
 
 
@@ -100,7 +103,8 @@ def write_run_files(run_dir: Path, cfg: Config, counts: dict) -> None:
 
 def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     """Train `cfg`; `resume` = "auto" (latest checkpoint of the run, if any) or a checkpoint path.
-    Returns the run folder; its `checkpoint/` holds the final model once training is complete."""
+    Returns the run folder; its `checkpoint/` holds the final model once training is complete.
+    Raises StoppedBySignal when SIGTERM / SIGINT stopped it early (after a checkpoint)."""
     trainer = build_trainer(cfg, resume)
     try:
         finished = trainer.run()
@@ -109,6 +113,8 @@ def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     finally:
         trainer.close()
         cleanup(trainer.dist)
+    if not finished:
+        raise StoppedBySignal(trainer.stopped_by)
     return trainer.run_dir
 
 

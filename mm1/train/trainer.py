@@ -21,6 +21,14 @@ from mm1.train.runtime import autocast
 from mm1.train.state import load_state, save_state
 
 
+class StoppedBySignal(Exception):
+    """SIGTERM / SIGINT stopped the run after a checkpoint; the command exits 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
 class NumericalFault(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient norm."""
 
@@ -116,6 +124,7 @@ class Trainer:
         self.dist = d
         self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
+        self.stopped_by: int | None = None  # the signal that stopped the run early
         self.stats, self.speed = DataStats(loader), Throughput()
         self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if d.is_main else None
 
@@ -130,6 +139,8 @@ class Trainer:
         elif self.dist.is_main:
             print(f"mm1: saved with {state.get('data_slots')} data slots (ranks x workers), resumed with "
                   f"{self._data_slots()}: model, optimizer and step restored; the data position restarts")
+        if self.writer is not None:
+            self.writer.drop_after(self.step)
         if self.dist.is_main:
             print(f"mm1: resumed from {path} at step {self.step}")
 
@@ -170,6 +181,7 @@ class Trainer:
                 check_skip_rate(self.loader, self.cfg.data.max_skip_rate)
                 self._maybe_evaluate()
                 if self._stop_requested(stop):
+                    self.stopped_by = stop.received or signal.SIGTERM  # another rank's signal
                     path = self.save()
                     if self.dist.is_main:
                             print(f"\nmm1: stopped by signal at step {self.step}; checkpoint {path}\n"
