@@ -105,6 +105,8 @@ class DataConfig:
     max_images_per_seq: int = 4
     num_workers: int = 0  # dataloader worker processes
     max_skip_rate: float = 0.05  # stop the run when more than this share of samples is unusable
+    max_damaged_shard_rate: float = 0.1  # stop the run when more than this share of shard reads ends early
+    # on a damaged (cut short, unreadable) shard
     seed: int = 0
 
 

@@ -144,6 +144,9 @@ def _validate_data(cfg: Config) -> None:
             f"data.seq_len: {data.seq_len} cannot hold one image of {tokens} tokens plus text; "
             f"allowed: at least {tokens + 8}"
         )
+    for key in ("max_skip_rate", "max_damaged_shard_rate"):
+        if not 0 <= getattr(data, key) <= 1:
+            raise ConfigError(f"data.{key}: must be in [0, 1], got {getattr(data, key)}")
     if data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {data.num_workers}")
 

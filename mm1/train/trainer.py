@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
-from mm1.data.loader import check_skip_rate
+from mm1.data.loader import check_damaged_shards, check_skip_rate
 from mm1.model.mm1 import MM1Model
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.optim import lr_at
@@ -93,6 +93,8 @@ class DataStats:
         total = sum(self.sources.values())
         out = {f"mix/{name}": round(n / total, 4) for name, n in sorted(self.sources.items())}
         out.update({f"skipped/{reason}": n for reason, n in sorted(self.loader.skips().items())})
+        damaged = self.loader.damaged_shards()
+        out.update({"shards/read": self.loader.shards_done(), "shards/damaged": sum(damaged.values())})
         return out
 
 
@@ -179,6 +181,7 @@ class Trainer:
                 self._log(result)
                 self._check_faults()
                 check_skip_rate(self.loader, self.cfg.data.max_skip_rate)
+                check_damaged_shards(self.loader, self.cfg.data.max_damaged_shard_rate)
                 self._maybe_evaluate()
                 if self._stop_requested(stop):
                     self.stopped_by = stop.received or signal.SIGTERM  # another rank's signal

@@ -37,7 +37,7 @@ def load_annotations(path: str | Path) -> tuple[list[dict], list[dict]]:
         raise FileNotFoundError(f"COCO captions file not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # RecursionError: nested too deep
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     for key in ("images", "annotations"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):

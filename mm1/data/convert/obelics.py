@@ -62,7 +62,7 @@ def _jsonl_rows(path: Path) -> Iterator[object]:
             if line.strip():
                 try:
                     yield json.loads(line)
-                except ValueError:  # also UnicodeDecodeError
+                except (ValueError, RecursionError):  # also UnicodeDecodeError; nested too deep
                     yield None  # counted as bad_row
 
 
