@@ -1,7 +1,9 @@
 """All cross-field checks, in one place. Each raises ConfigError with the key path."""
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 
 from mm1.config.derive import grid_side
 from mm1.config.schema import Config
@@ -25,7 +27,54 @@ def _positive(path: str, value) -> None:
         raise ConfigError(f"{path}: must be > 0, got {value!r}")
 
 
+RULE_TEXT = {">0": "a number > 0", ">=0": "a number >= 0", "[0,1]": "a number in [0, 1]",
+             "[0,1)": "a number in [0, 1)"}
+RULE_TEST = {">0": lambda v: v > 0, ">=0": lambda v: v >= 0, "[0,1]": lambda v: 0 <= v <= 1,
+             "[0,1)": lambda v: 0 <= v < 1}
+
+
+def check_fields(node, path: str = "") -> None:
+    """Every number of the typed tree: finite, and within its field's `allowed` rule (schema metadata)."""
+    for f in dataclasses.fields(node):
+        _check_value(f"{path}.{f.name}" if path else f.name, getattr(node, f.name), f.metadata.get("allowed"))
+
+
+def _check_value(path: str, value, rule) -> None:
+    if dataclasses.is_dataclass(value):
+        check_fields(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(f"{path}.{key}", item, rule)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_value(f"{path}[{i}]", item, rule)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: a finite number")
+        if rule is not None and not RULE_TEST[rule](value):
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {RULE_TEXT[rule]}")
+
+
+def check_pretrained_paths(cfg: Config) -> None:
+    """Local files a run reads: checked before anything is built (an open_clip tag is not a path)."""
+    v, d, t = cfg.model.vision, cfg.model.decoder, cfg.model.tokenizer
+    if v.pretrained and _looks_like_path(v.pretrained) and not os.path.isfile(v.pretrained):
+        raise ConfigError(f"model.vision.pretrained: {v.pretrained!r} is no file; allowed: an open_clip "
+                          f"pretrained tag or a local checkpoint file")
+    if d.pretrained and not os.path.isdir(d.pretrained):
+        raise ConfigError(f"model.decoder.pretrained: {d.pretrained!r} is no folder; allowed: a local Hugging "
+                          f"Face model directory, or null for a random init")
+    if t.kind == "pretrained" and t.path and not os.path.isdir(t.path):
+        raise ConfigError(f"model.tokenizer.path: {t.path!r} is no folder; allowed: a local Hugging Face "
+                          f"tokenizer directory")
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or name.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
 def validate(cfg: Config) -> None:
+    check_fields(cfg)
     _validate_vision(cfg)
     _validate_connector(cfg)
     _validate_decoder(cfg)
@@ -91,6 +140,10 @@ def _validate_decoder(cfg: Config) -> None:
             raise ConfigError(
                 f"model.decoder.num_heads: {d.num_heads} does not divide model.decoder.hidden_size ({d.hidden_size})"
             )
+        if (d.hidden_size // d.num_heads) % 2:
+            raise ConfigError(f"model.decoder.num_heads: {d.num_heads} gives an odd head dim "
+                              f"({d.hidden_size // d.num_heads}), which rotary embeddings cannot split; allowed: "
+                              f"a divisor of model.decoder.hidden_size ({d.hidden_size}) that leaves an even head dim")
         if d.num_heads % d.num_kv_heads:
             raise ConfigError(
                 f"model.decoder.num_kv_heads: {d.num_kv_heads} does not divide model.decoder.num_heads ({d.num_heads})"

@@ -11,6 +11,7 @@ import torch
 
 from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
+from mm1.config.validate import check_pretrained_paths
 from mm1.data.loader import build_loader
 from mm1.train.checkpoint import save_checkpoint
 from mm1.train.mfu import device_peak_flops, image_flops
@@ -66,6 +67,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
     run_dir = Path(cfg.output.dir)
+    check_pretrained_paths(cfg)
     check_new_run(run_dir, resume)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
