@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
 
 import mm1
+from mm1.cli import main
 from mm1.config import load_config
 from mm1.errors import CheckpointError
 from mm1.train.pretrain import pretrain
 from mm1.train.state import _load_sharded, _save_sharded, latest_checkpoint
-from tests.conftest import ROOT, TINY
+from tests.conftest import TINY
 
 
 class Payload:
@@ -40,21 +39,23 @@ def tiny_run_overrides(synth_root, tmp_path_factory):
             "train.steps=1", "model.decoder.num_layers=1", "model.vision.layers=1", "train.threads=1"]
 
 
-def mm1_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mm1", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+def mm1_cli(capsys, *args) -> tuple[int, str]:
+    """The command line's exit status and stderr (in this process: a payload that ran would show here too)."""
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["rng.pt", "optimizer.pt"])
-def test_tampered_training_state_is_refused_on_resume(run, tiny_run_overrides, tmp_path, name):
+def test_tampered_training_state_is_refused_on_resume(run, tiny_run_overrides, tmp_path, name, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     marker = tmp_path / "marker"
     torch.save({"optimizer": Payload(marker)} if name == "optimizer.pt" else [Payload(marker)],
                latest_checkpoint(copy) / name)
     overrides = [o for o in tiny_run_overrides if not o.startswith("output.dir")]
-    proc = mm1_cli("pretrain", TINY, *overrides, f"output.dir={copy}", "train.steps=2", "--resume", "auto")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "refused to load" in proc.stderr and name in proc.stderr
+    rc, err = mm1_cli(capsys, "pretrain", TINY, *overrides, f"output.dir={copy}", "train.steps=2", "--resume", "auto")
+    assert rc == 2 and "refused to load" in err and name in err, err[-2000:]
     assert not marker.exists()
 
 
@@ -67,15 +68,14 @@ def tampered_metadata(run, tmp_path):
     return folder
 
 
-def test_tampered_dcp_metadata_is_refused_by_load_eval_and_export(run, tmp_path):
+def test_tampered_dcp_metadata_is_refused_by_load_eval_and_export(run, tmp_path, capsys):
     folder = tampered_metadata(run, tmp_path)
     with pytest.raises(CheckpointError, match="not allowed in checkpoint metadata"):
         mm1.load(folder)
-    export = mm1_cli("export", folder, "--out", tmp_path / "export")
-    evaluate = mm1_cli("eval", folder, "--tasks", "synth_vqa", "--limit", "2", "--out", tmp_path / "eval")
-    for proc in (export, evaluate):
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        assert "refused to load" in proc.stderr
+    for args in (["export", folder, "--out", tmp_path / "export"],
+                 ["eval", folder, "--tasks", "synth_vqa", "--limit", "2", "--out", tmp_path / "eval"]):
+        rc, err = mm1_cli(capsys, *args)
+        assert rc == 2 and "refused to load" in err, err[-2000:]
     assert not (tmp_path / "marker").exists()
 
 

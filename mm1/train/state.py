@@ -128,9 +128,9 @@ def _disk_full_message(root: Path, tmp: Path):
         if getattr(err, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free > LOW_SPACE:
             raise
         kept = latest_checkpoint(root.parent)
+        kept = f"the previous checkpoint, {kept.name}, is kept" if kept else "no checkpoint is kept"
         raise CheckpointError(f"no space left on the device while writing a checkpoint into {root} ({free} bytes "
-                              f"free); {f'the previous checkpoint, {kept.name}, is kept' if kept else 'no checkpoint is kept'}"
-                              f": free some space, then continue with --resume auto") from None
+                              f"free); {kept}: free some space, then continue with --resume auto") from None
 
 
 def _free_name(root: Path, step: int) -> Path:
