@@ -42,14 +42,14 @@ def losses(run) -> list[float]:
     return [r["loss"] for r in read_metrics(run) if "loss" in r]
 
 
-def stop_after(trainer, steps: int) -> None:
-    """Deliver SIGTERM to this process during step `steps` (as a scheduler would)."""
+def stop_after(trainer, steps: int, sig=signal.SIGTERM) -> None:
+    """Deliver `sig` to this process during step `steps` (as a scheduler, or Ctrl-C, would)."""
     calls = {"n": 0}
 
     def hook(module, args, output):
         calls["n"] += 1
         if calls["n"] == steps * trainer.cfg.train.grad_accum:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
 
     trainer.model.decoder.get_output_embeddings().register_forward_hook(hook)
 
@@ -61,8 +61,9 @@ def test_resume_gives_identical_losses(shard_root, tmp_path, extra):
 
     cfg = load_config(TINY, overrides(shard_root, tmp_path / "b", "train.steps=6", *extra))
     first = build_trainer(cfg)
-    stop_after(first, 3)
-    assert first.run() is False  # stopped by the signal, after a checkpoint
+    sig = signal.SIGINT if extra else signal.SIGTERM
+    stop_after(first, 3, sig)
+    assert first.run() is False and first.stopped_by == sig  # stopped by the signal, after a checkpoint
     first.close()
     assert latest_checkpoint(tmp_path / "b").name == "step_00000003"
     assert not (tmp_path / "b" / "checkpoint").exists()
