@@ -18,13 +18,17 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from mm1.data.loader import SkipRateExceeded
     from mm1.train.pretrain import pretrain
-    from mm1.train.trainer import StoppedBySignal
+    from mm1.train.trainer import NumericalFault, StoppedBySignal
 
     try:
         pretrain(load_config(args.recipe, args.overrides), resume=args.resume)
     except StoppedBySignal as stop:  # a scheduler must not take an interrupted run for a finished one
         return 128 + stop.signum
+    except (SkipRateExceeded, NumericalFault) as err:  # the run stopped itself: its message says why
+        print(f"mm1 pretrain: stopped: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

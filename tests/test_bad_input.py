@@ -4,12 +4,14 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from collections import Counter
 
 import pytest
 import webdataset as wds
 from PIL import Image
 
+from mm1.cli import main
 from mm1.config import load_config
 from mm1.data.loader import SkipRateExceeded
 from mm1.train.metrics import read_metrics
@@ -159,9 +161,10 @@ def test_damaged_shards_are_counted_apart_and_have_their_own_threshold(tmp_path,
     truncate(tmp_path / "cap" / "caption-000002.tar")
     (tmp_path / "doc").mkdir()
     write_interleaved_shard(tmp_path / "doc" / "doc-000000.tar")
-    cfg = load_config(TINY, overrides(tmp_path, tmp_path / "run", "train.steps=30", "data.max_skip_rate=1.0",
-                                      "data.max_damaged_shard_rate=0.05"))
-    with pytest.raises(SkipRateExceeded, match=r"ended early on a damaged shard.*caption-000002.tar"):
-        pretrain(cfg)
-    assert "caption-000002.tar is damaged" in capfd.readouterr().err
+    args = overrides(tmp_path, tmp_path / "run", "train.steps=30", "data.max_skip_rate=1.0",
+                     "data.max_damaged_shard_rate=0.05")
+    assert main(["pretrain", str(TINY), *args]) == 1  # stopped with a message, no traceback
+    err = capfd.readouterr().err
+    assert "caption-000002.tar is damaged" in err and "Traceback" not in err
+    assert re.search(r"mm1 pretrain: stopped: .* ended early on a damaged shard.*caption-000002.tar", err)
     assert not any("skipped/broken_tar" in r for r in read_metrics(tmp_path / "run"))  # not a bad sample
