@@ -168,3 +168,13 @@ def test_damaged_shards_are_counted_apart_and_have_their_own_threshold(tmp_path,
     assert "caption-000002.tar is damaged" in err and "Traceback" not in err
     assert re.search(r"mm1 pretrain: stopped: .* ended early on a damaged shard.*caption-000002.tar", err)
     assert not any("skipped/broken_tar" in r for r in read_metrics(tmp_path / "run"))  # not a bad sample
+
+
+def test_a_source_with_no_usable_sample_stops_with_a_message(tmp_path, capfd):
+    (tmp_path / "cap").mkdir()
+    write_bad_shard(tmp_path / "cap" / "bad-000.tar", good=0)
+    (tmp_path / "doc").mkdir()
+    write_interleaved_shard(tmp_path / "doc" / "doc-000000.tar")
+    assert main(["pretrain", str(TINY), *overrides(tmp_path, tmp_path / "run", "train.steps=3")]) == 1
+    err = capfd.readouterr().err
+    assert "data.sources.cap: no usable sample in 1 shard(s)" in err and "Traceback" not in err

@@ -72,9 +72,9 @@ class SourceReader:
                         yield doc
                 self._finish_shard(order[self.shard], damaged)
             if fresh and produced == 0:
-                raise RuntimeError(
-                    f"data.sources.{self.name}: no usable sample in {len(order)} shard(s); skipped: {dict(self.skips)}"
-                )
+                damaged = f"; damaged shards: {sorted(self.damaged)}" if self.damaged else ""
+                raise SkipRateExceeded(f"data.sources.{self.name}: no usable sample in {len(order)} shard(s); "
+                                       f"skipped: {dict(self.skips)}{damaged}")
             self.epoch, self.shard = self.epoch + 1, 0
 
     def _finish_shard(self, path: str, damaged: Counter) -> None:
