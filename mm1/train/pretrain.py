@@ -89,7 +89,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
     trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops)
-    start = resolve_resume(run_dir, resume)
+    start = resolve_resume(run_dir, resume, announce=d.is_main)
     if start is not None:
         trainer.restore(start)
     elif trainer.writer is not None:  # --resume in a folder with no checkpoint yet: the run starts again

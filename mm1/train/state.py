@@ -188,7 +188,7 @@ def latest_checkpoint(run_dir) -> Optional[Path]:
     return done[-1] if done else None
 
 
-def _resume_auto(run_dir) -> Optional[Path]:
+def _resume_auto(run_dir, announce: bool) -> Optional[Path]:
     """`--resume auto`: the latest complete checkpoint, said so when `latest` names another; None in a
     folder with no checkpoint; CheckpointError when there are checkpoints but none is complete."""
     named, found = _pointer(run_dir), latest_checkpoint(run_dir)
@@ -196,18 +196,19 @@ def _resume_auto(run_dir) -> Optional[Path]:
     if found is None and (named is not None or any(root.glob("step_*"))):
         raise CheckpointError(f"--resume auto: {root} holds checkpoints but none is complete; resume from one "
                               f"with --resume PATH, or start afresh with another output.dir")
-    if found is not None and named is not None and found != named:
+    if announce and found is not None and named is not None and found != named:
         print(f"mm1: {root / LATEST} names {named.name}, which is missing or incomplete; resuming from the newest "
               f"complete checkpoint, {found.name}")
     return found
 
 
-def resolve_resume(run_dir, resume: Optional[str]) -> Optional[Path]:
-    """`auto` = the latest complete checkpoint of the run (None if there is none); else a path."""
+def resolve_resume(run_dir, resume: Optional[str], announce: bool = True) -> Optional[Path]:
+    """`auto` = the latest complete checkpoint of the run (None if there is none); else a path.
+    `announce`: say so when `latest` names no complete checkpoint (one rank of a multi-process run)."""
     if resume is None:
         return None
     if resume == "auto":
-        return _resume_auto(run_dir)
+        return _resume_auto(run_dir, announce)
     path = Path(resume)
     if (path / CHECKPOINTS).is_dir():
         path = latest_checkpoint(path)
