@@ -33,9 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from mm1.build import build  # noqa: E402
 from mm1.config import SynthConfig, load_config  # noqa: E402
-from mm1.eval.command import prepare_tasks  # noqa: E402
+from mm1.eval.config import EvalConfig  # noqa: E402
+from mm1.eval.evaluate import prepare  # noqa: E402
 from mm1.eval.generate import Prompt, banned_token_ids, generate, left_pad  # noqa: E402
-from mm1.eval.runner import EvalSettings, Prompter, evaluate, make_selector  # noqa: E402
+from mm1.eval.runner import Prompter, evaluate, make_selector  # noqa: E402
 from mm1.tokenizer import END_OF_CHUNK  # noqa: E402
 
 WORKLOADS = "synth_vqa:0,synth_vqa:4,synth_vqa:8,synth_caption:0,synth_caption:4,synth_caption:8"
@@ -96,8 +97,8 @@ def hf_generate(model, tokenizer, prompts: list[Prompt], max_new_tokens: int) ->
 
 
 def workload(model, tok, size: int, root: str, task: str, shots: int, args) -> dict:
-    settings = EvalSettings(shots=[shots], trials=1, limit=args.samples, progress=False)
-    (data,) = prepare_tasks(task, settings, root, None)
+    settings = EvalConfig(tasks=task, shots=[shots], trials=1, limit=args.samples)
+    (data,) = prepare(settings, root)
     prompter = Prompter(model, tok, data.spec, make_selector(model, data, settings, size), size)
     prompts = []
     for q in data.queries:
@@ -109,7 +110,7 @@ def workload(model, tok, size: int, root: str, task: str, shots: int, args) -> d
 
     def run_eval(batch_size):
         settings.batch_size = batch_size
-        evaluate(model, tok, [data], settings, size)
+        evaluate(model, tok, [data], settings, size, progress=False)
 
     times = interleaved_best({
         "eval b1": lambda: run_eval(1),

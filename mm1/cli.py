@@ -5,13 +5,14 @@ import argparse
 import json
 import sys
 
+from mm1 import failure
 from mm1.config import ConfigError, load_config
 from mm1.errors import CheckpointError
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # a user's mistake (bad config, missing file, unknown name), reported in one line
 
 
-def _recipe_args(p: argparse.ArgumentParser) -> None:
+def recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.path=value",
                    help="dotted overrides applied to the recipe, e.g. optim.lr=3e-4 model.connector.kind=avg_pool")
@@ -56,11 +57,7 @@ def cmd_data_synth(args) -> int:
 def cmd_export(args) -> int:
     from mm1.train.export import export
 
-    try:
-        out = export(args.run, args.out)
-    except (FileNotFoundError, FileExistsError) as err:
-        print(f"mm1 export: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    out = export(args.run, args.out)
     print(f"mm1: exported to {out} (load with mm1.load({str(out)!r}))")
     return 0
 
@@ -71,14 +68,14 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train a model from a recipe",
                        description="Train from a recipe YAML; writes config, metrics.jsonl and checkpoint/ to output.dir.")
-    _recipe_args(p)
+    recipe_args(p)
     p.add_argument("--resume", metavar="auto|PATH", default=None,
                    help="continue from the latest complete checkpoint of the run folder (auto) or a checkpoint path")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("info", help="parameter counts and image-token budget of a recipe (no memory used)",
                        description="Build the recipe's model on the meta device and print its size.")
-    _recipe_args(p)
+    recipe_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--gpus", type=int, default=8, help="GPUs for the memory-per-GPU estimate (default 8)")
     p.set_defaults(func=cmd_info)
@@ -96,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval read.")
     p.add_argument("run", help="run folder (output.dir) or checkpoint folder")
     p.add_argument("--out", required=True, help="destination folder (must be empty or absent)")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, usage_errors=(FileNotFoundError, FileExistsError))
 
     from mm1.eval.command import register as register_eval
 
@@ -120,11 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as err:
+        failure.record(err)
         print(f"mm1: config error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except CheckpointError as err:
+    except CheckpointError as err:  # refused, incomplete, or holding another run: any command that reads one
+        failure.record(err)
         print(f"mm1: checkpoint error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except getattr(args, "usage_errors", ()) as err:  # the mistakes a command reports without a traceback
+        failure.record(err)
+        print(f"mm1 {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except BaseException as err:
+        failure.record(err)
+        raise
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny.yaml"
+# the embedded corpus at test size (SynthConfig fields)
+SMALL_CORPUS = dict(seed=0, caption_samples=120, interleaved_samples=60, text_samples=60, eval_samples=40,
+                    samples_per_shard=40)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +25,7 @@ def synth_root(tmp_path_factory) -> Path:
     from mm1.data.synth import write_corpus
 
     root = tmp_path_factory.mktemp("synth")
-    write_corpus(root, SynthConfig(seed=0, caption_samples=120, interleaved_samples=60, text_samples=60,
-                                   eval_samples=40, samples_per_shard=40))
+    write_corpus(root, SynthConfig(**SMALL_CORPUS))
     return root
 
 

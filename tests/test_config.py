@@ -93,3 +93,36 @@ def test_global_batch_sets_grad_accum_for_the_process_count():
     assert cfg.train.grad_accum == 64
     with pytest.raises(ConfigError, match="train.global_batch_size: 512 is not a multiple"):
         fit_global_batch(cfg, world_size=3)
+
+
+def test_recipe_base_merges_mapping_by_mapping(tmp_path):
+    (tmp_path / "child.yaml").write_text(
+        f"base: {TINY}\nmodel: {{decoder: {{num_layers: 2}}}}\ndata: {{mixture: {{text: 0.2}}}}\n"
+        "train: {threads: null}\n")
+    (tmp_path / "grandchild.yaml").write_text("base: child.yaml\ntrain: {steps: 7}\n")
+    cfg, tiny = load_config(tmp_path / "grandchild.yaml"), load_config(TINY)
+    assert cfg.model.decoder.num_layers == 2 and cfg.model.decoder.hidden_size == tiny.model.decoder.hidden_size
+    assert cfg.data.mixture == {"caption": 0.45, "interleaved": 0.45, "text": 0.2}  # one key replaced
+    assert cfg.train.steps == 7 and cfg.train.batch_size == tiny.train.batch_size
+    assert cfg.model.connector == tiny.model.connector
+
+
+def test_recipe_base_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"a.yaml: base: recipe '.*missing.yaml' not found"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("base: c.yaml\n")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\n")
+    with pytest.raises(ConfigError, match="base chain loops"):
+        load_config(tmp_path / "b.yaml")
+    (tmp_path / "d.yaml").write_text("base: [x]\n")
+    with pytest.raises(ConfigError, match="base: expected a recipe file name"):
+        load_config(tmp_path / "d.yaml")
+
+
+def test_renamed_keys_of_older_configs_still_load():
+    with pytest.warns(FutureWarning, match="eval.suite is now eval.tasks"):
+        cfg = config_from_dict({**yaml.safe_load(open(TINY)), "eval": {"suite": "synth_vqa", "shots": [0]}})
+    assert cfg.eval.tasks == "synth_vqa"
+    with pytest.raises(ConfigError, match="eval.suite: renamed eval.tasks"):
+        config_from_dict({**yaml.safe_load(open(TINY)), "eval": {"suite": "a", "tasks": "b"}})

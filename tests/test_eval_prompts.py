@@ -215,7 +215,7 @@ def test_bad_spec_names_the_key(tmp_path):
     bad.write_text("name: broken\nformat: vqav2\nmetric: bleu\nquery: {annotations: a, images: b}\n"
                    "demos: {annotations: a, images: b}\nprompt: {demo: '{answer}', query: q}\n"
                    "generation: {max_new_tokens: 3}\n")
-    with pytest.raises(ConfigError, match="metric: 'bleu' is not one of vqa_accuracy, cider"):
+    with pytest.raises(ConfigError, match="metric: 'bleu' is not one of vqa_accuracy, exact_match, cider"):
         load_spec(bad)
     bad.write_text(bad.read_text().replace("metric: bleu", "metric: cider") + "colour: red\n")
     with pytest.raises(ConfigError, match="colour: unknown key"):
@@ -257,7 +257,8 @@ def _fixture_for(rel: str, fmt: str, fallback: Path) -> Path:
 
 def test_benchmark_specs_read_their_official_files(tmp_path):
     """Every mm1_pretrain spec resolves under --data-dir and its loader reads both of its splits."""
-    from mm1.eval.runner import EvalSettings, load_task_data
+    from mm1.eval.config import EvalConfig
+    from mm1.eval.runner import load_task_data
 
     specs = load_specs()
     for name in SUITES["mm1_pretrain"]:
@@ -270,6 +271,6 @@ def test_benchmark_specs_read_their_official_files(tmp_path):
                 query_source = query_source or source
                 (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / rel).write_bytes(source.read_bytes())
-        data = load_task_data(resolve(spec, data_dir=str(tmp_path)), EvalSettings(limit=None))
+        data = load_task_data(resolve(spec, data_dir=str(tmp_path)), EvalConfig(limit=0))
         assert data.queries, name
         assert all(str(q.image).startswith(str(tmp_path)) for q in data.queries)

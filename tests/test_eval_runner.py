@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -12,9 +13,12 @@ import yaml
 from mm1.build import build
 from mm1.cli import main
 from mm1.config import dump_yaml, load_config
-from mm1.eval.command import check_training_eval, evaluate_during_training, prepare_tasks
+from mm1.config import ConfigError
+from mm1.eval.config import EvalConfig
+from mm1.eval.evaluate import prepare
+from mm1.train.evaluation import check_training_eval, evaluate_during_training, prepare_training_eval
 from mm1.eval.report import write_outputs
-from mm1.eval.runner import EvalSettings, evaluate
+from mm1.eval.runner import evaluate
 from mm1.train.checkpoint import save_checkpoint
 from tests.conftest import TINY
 
@@ -27,9 +31,13 @@ def tiny():
     return cfg, tokenizer, model.eval()
 
 
-def settings(**kw) -> EvalSettings:
-    base = dict(shots=[0, 2], trials=2, limit=6, batch_size=4, progress=False)
-    return EvalSettings(**{**base, **kw})
+def settings(**kw) -> EvalConfig:
+    base = dict(shots=[0, 2], trials=2, limit=6, batch_size=4)
+    return EvalConfig(**{**base, **kw})
+
+
+def prepare_tasks(tasks: str, cfg: EvalConfig, data_root: str, data_dir=None):
+    return prepare(dataclasses.replace(cfg, tasks=tasks, data_dir=data_dir), data_root)
 
 
 def copy_eval_sets(synth_root, tmp_path):
@@ -114,6 +122,17 @@ def test_zero_shot_text_demos_convention(tiny, synth_root):
         prompter.plan(data.queries[0], 0, 0)
 
 
+def test_zero_shot_setting_overrides_every_task(tiny, synth_root):
+    cfg, tok, model = tiny
+    (data,) = prepare_tasks("synth_vqa", settings(), str(synth_root), None)
+    assert data.spec.prompt.zero_shot == "query_only"
+    runs = evaluate(model, tok, [data], settings(shots=[0], limit=3, zero_shot="text_demos"),
+                    cfg.model.vision.image_size)
+    assert [r.trial for r in runs] == [0, 1] and all(len(rec.demo_ids) == 2 for rec in runs[0].records)
+    (bare,) = evaluate(model, tok, [data], settings(shots=[0], limit=3), cfg.model.vision.image_size)
+    assert all(rec.demo_ids == [] for rec in bare.records)
+
+
 def _fake_checkpoint(tmp_path, cfg, data_root):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -152,11 +171,11 @@ def test_cli_end_to_end_and_unknown_task(tiny, synth_root, tmp_path, capsys):
 
 def test_evaluate_during_training(tiny, synth_root, tmp_path):
     _, tok, model = tiny
-    cfg = load_config(TINY, [f"data.root={synth_root}", "eval.suite=synth_vqa,synth_textvqa", "eval.shots=[0,1]",
+    cfg = load_config(TINY, [f"data.root={synth_root}", "eval.tasks=synth_vqa,synth_textvqa", "eval.shots=[0,1]",
                              "eval.limit=4", "eval.batch_size=4"])
     model.train()
     try:
-        scores = evaluate_during_training(model, tok, cfg, 7, tmp_path)
+        scores = evaluate_during_training(model, tok, cfg, 7, tmp_path, prepare_training_eval(cfg))
         assert model.training
     finally:
         model.eval()
@@ -164,5 +183,24 @@ def test_evaluate_during_training(tiny, synth_root, tmp_path):
     assert all(0 <= v <= 100 for v in scores.values())
     assert (tmp_path / "eval" / "step_7" / "results.json").is_file()
     check_training_eval(cfg)
-    with pytest.raises(ValueError, match="unknown task 'vqa3'"):
-        check_training_eval(load_config(TINY, [f"data.root={synth_root}", "eval.suite=vqa3"]))
+    with pytest.raises(ConfigError, match="eval.tasks: 'vqa3' is not allowed .*unknown task 'vqa3'"):
+        check_training_eval(load_config(TINY, [f"data.root={synth_root}", "eval.tasks=vqa3"]))
+
+
+def test_one_eval_config_for_recipes_grids_and_the_command():
+    import argparse
+
+    from mm1.ablate.grid import load_grid
+    from mm1.config.flags import add_flags, from_flags, cli_fields
+
+    assert isinstance(load_config(TINY).eval, EvalConfig)
+    assert isinstance(load_grid("connectors", preset="tiny").eval, EvalConfig)
+    parser = argparse.ArgumentParser()
+    add_flags(parser, EvalConfig)
+    assert from_flags(EvalConfig, parser.parse_args([])) == EvalConfig()  # same defaults
+    flags = {a.dest for a in parser._actions if a.dest != "help"}
+    assert flags == {f.name for f in cli_fields(EvalConfig)} and "every" not in flags  # training only
+    args = parser.parse_args(["--shots", "0,8", "--batch-size", "4", "--zero-shot", "text_demos", "--data-dir", "null"])
+    assert from_flags(EvalConfig, args) == EvalConfig(shots=[0, 8], batch_size=4, zero_shot="text_demos")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--shots", "zero"])

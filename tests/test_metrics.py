@@ -1,5 +1,5 @@
-"""Parity tests for the evaluation metrics: VQA accuracy against hand-derived cases of the VQA
-script's behaviour, CIDEr-D against pycocoevalcap, the PTB tokeniser against known outputs of
+"""Parity tests for the evaluation metrics: VQA accuracy against the reference scripts' own scores
+(and hand-derived cases of their branches), exact match, CIDEr-D against pycocoevalcap, the PTB tokeniser against known outputs of
 Stanford's tokeniser (and against the Java itself when java is installed)."""
 from __future__ import annotations
 
@@ -12,11 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from mm1.eval.metrics import cider, cider_per_image, ptb_tokenize, ptb_tokenize_lines, vqa_accuracy, vqa_normalize
+from mm1.eval.metrics import (
+    PROTOCOLS, cider, cider_per_image, exact_match, ptb_tokenize, ptb_tokenize_lines, vqa_accuracy, vqa_normalize,
+)
 from mm1.eval.metrics.vqa import process_digit_article, process_punctuation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 VQA_CASES = json.loads((FIXTURES / "vqa_cases.json").read_text())
+# Scores computed by running the reference scripts themselves (see the file's "source" entry and
+# fixtures/metrics/score_with_reference_vqa.py, which regenerates it from the two source files).
+REFERENCE = json.loads((FIXTURES / "vqa_reference_cases.json").read_text())
 
 
 def test_metrics_do_not_import_torch():
@@ -28,8 +33,41 @@ def test_metrics_do_not_import_torch():
 
 @pytest.mark.parametrize("case", VQA_CASES, ids=[f"{i}:{c['prediction']!r}" for i, c in enumerate(VQA_CASES)])
 def test_vqa_accuracy_fixture(case):
-    got = vqa_accuracy(case["prediction"], case["answers"], protocol=case.get("protocol", "openflamingo"))
+    got = vqa_accuracy(case["prediction"], case["answers"], protocol=case["protocol"])
     assert got == pytest.approx(case["expected"], abs=1e-12), case["why"]
+
+
+def test_reference_cases_cover_every_branch():
+    cases = REFERENCE["cases"]
+    identical = [c for c in cases if len(set(c["answers"])) == 1]
+    assert len(cases) >= 500 and len(identical) >= 100
+    assert sum(c["official"] != c["openflamingo"] for c in cases) >= 10  # the all-identical branch
+    assert sum(c["official"] != c["official_2016"] for c in cases) >= 10
+    for needle in ("\n", "\t", ",", ".", "!", "-", "two", "the ", "dont", "Yes"):
+        assert any(needle in c["prediction"] or any(needle in a for a in c["answers"]) for c in cases), needle
+
+
+def test_default_protocol_is_the_official_script():
+    worst = max(abs(vqa_accuracy(c["prediction"], c["answers"]) - c["official"]) for c in REFERENCE["cases"])
+    assert worst <= 1e-12
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_each_protocol_equals_its_source(protocol):
+    for case in REFERENCE["cases"]:
+        got = vqa_accuracy(case["prediction"], case["answers"], protocol=protocol)
+        assert got == pytest.approx(case[protocol], abs=1e-12), (case["prediction"], case["answers"])
+
+
+def test_one_answer_scores_zero_in_vqa_accuracy_and_one_in_exact_match():
+    assert vqa_accuracy("yes", ["yes"]) == 0.0  # the leave-one-out formula has nothing left to match
+    assert exact_match("yes", ["yes"]) == 1.0
+    assert exact_match(" Yes.\n", ["yes"]) == 1.0
+    assert exact_match("the two dogs", ["2 dogs"]) == 1.0
+    assert exact_match("left side", ["left"]) == 0.0
+    assert exact_match("no", ["yes", "no"]) == 1.0
+    with pytest.raises(ValueError):
+        exact_match("yes", [])
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -65,7 +103,7 @@ def test_vqa_accuracy_errors():
         vqa_accuracy("yes", [])
     with pytest.raises(ValueError):
         vqa_accuracy("yes", "yes")
-    with pytest.raises(ValueError, match="protocol"):
+    with pytest.raises(ValueError, match="official, openflamingo, official_2016"):
         vqa_accuracy("yes", ["yes"], protocol="lenient")
 
 

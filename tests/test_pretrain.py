@@ -48,7 +48,7 @@ def test_metrics_report_throughput_and_mfu(tiny_overrides):
 
 
 def test_recipe_with_an_eval_suite_scores_during_training(tiny_overrides):
-    run = pretrain(load_config(TINY, tiny_overrides + ["train.steps=2", "eval.suite=synth_vqa", "eval.limit=4",
+    run = pretrain(load_config(TINY, tiny_overrides + ["train.steps=2", "eval.tasks=synth_vqa", "eval.limit=4",
                                                        "eval.shots=[0]", "model.decoder.num_layers=1"]))
     scored = [r for r in read_metrics(run) if any(k.startswith("eval/") for k in r)]
     assert scored and scored[-1]["step"] == 2

@@ -5,10 +5,11 @@ import json
 
 import pytest
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from mm1.cli import main
-from mm1.config import ConfigError, load_config
+from mm1.config import ConfigError, load_config, to_dict
 from mm1.config.schema import DecoderConfig, MoEConfig
 from mm1.info import GIB, decoder_flops_per_token, info, memory_per_gpu, meta_model
 from mm1.model.decoder import build_decoder
@@ -101,3 +102,26 @@ def test_memory_estimate_follows_the_layout():
     assert memory_per_gpu(cfg, model, 16)["sharded_states_gib"] == pytest.approx(eight["sharded_states_gib"], abs=0.01)
     with pytest.raises(ConfigError, match="parallel.dp_replicate"):
         memory_per_gpu(cfg, model, 5)
+
+
+PINNED = ROOT / "tests" / "fixtures" / "recipes"  # each recipe resolved before recipes could inherit
+
+
+def _pinned_differences(want, got, path: str = "") -> list[str]:
+    if isinstance(want, dict) and isinstance(got, dict):
+        return [d for key in want for d in _pinned_differences(want[key], got.get(key), f"{path}.{key}".strip("."))]
+    return [] if want == got else [f"{path}: pinned {want!r}, resolved {got!r}"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_resolved_recipe_equals_its_pinned_fields(recipe):
+    """Recipes that inherit (`base:`) resolve to exactly what they held as whole files: every field of the
+    pinned tree (fields added to the schema later are not pinned)."""
+    want = json.loads((PINNED / f"{recipe.stem}.json").read_text())
+    assert _pinned_differences(want, to_dict(load_config(recipe))) == []
+
+
+def test_shared_recipes_inherit():
+    bases = {p.stem: yaml.safe_load(p.read_text()).get("base") for p in RECIPES}
+    assert bases["mm1_7b"] == bases["mm1_30b"] == bases["mm1_3b_moe"] == "mm1_3b.yaml"
+    assert bases["mm1_7b_moe"] == "mm1_7b.yaml" and bases["tiny_moe"] == "tiny.yaml"

@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mm1.config import ConfigError
+from mm1.ablate.grid import GridError
+from mm1.ablate.sweep import SweepError
 
-EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
+EXIT_FAILED_RUNS, EXIT_STOPPED = 1, 130  # and mm1.cli.EXIT_USAGE for a mistake in the grid or the folder
 
 
 def default_out(grid_name: str, preset: str | None) -> Path:
@@ -57,16 +58,7 @@ def _grid(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from mm1.ablate.grid import GridError
-    from mm1.ablate.sweep import SweepError
-
-    try:
-        if args.report:
-            return _report(Path(args.report))
-        return _grid(args)
-    except (GridError, SweepError, ConfigError, FileNotFoundError) as err:
-        print(f"mm1 ablate: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return _report(Path(args.report)) if args.report else _grid(args)
 
 
 def register(sub) -> None:
@@ -84,4 +76,4 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at once as subprocesses (CPU threads are split between them; one GPU each)")
     p.add_argument("--dry-run", action="store_true", help="list every run with its overrides and cost, then exit")
-    p.set_defaults(func=cmd_ablate)
+    p.set_defaults(func=cmd_ablate, usage_errors=(GridError, SweepError, FileNotFoundError))

@@ -1,4 +1,5 @@
-"""One run of a sweep: `mm1 pretrain` then `mm1 eval`, each a subprocess, with done markers.
+"""One run of a sweep: `mm1 pretrain`, then its evaluation with the grid's EvalConfig
+(`python -m mm1.eval.evaluate`), each a subprocess, with done markers.
 
 A run folder `<out>/runs/<name>/` holds:
   recipe.yaml       the run's resolved config (input of `mm1 pretrain`; output.dir = this folder)
@@ -20,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from mm1.ablate.spec import EvalSpec
+from mm1 import failure
+from mm1.eval.config import EvalConfig
 
 TRAIN_DONE, EVAL_DONE, ERROR = "train.done", "eval.done", "error.json"
 
@@ -64,11 +66,10 @@ def train_command(folder: Path) -> list[str]:
     return [sys.executable, "-m", "mm1", "pretrain", str(folder / "recipe.yaml"), "--resume", "auto"]
 
 
-def eval_command(folder: Path, spec: EvalSpec) -> list[str]:
-    cmd = [sys.executable, "-m", "mm1", "eval", str(folder / "checkpoint"), "--tasks", spec.tasks,
-           "--shots", ",".join(map(str, spec.shots)), "--limit", str(spec.limit or 0), "--trials", str(spec.trials),
-           "--batch-size", str(spec.batch_size), "--demos", spec.demos, "--out", str(folder / "eval")]
-    return cmd + (["--data-dir", spec.data_dir] if spec.data_dir else [])
+def eval_command(folder: Path) -> list[str]:
+    """Score the run's checkpoint with the grid's EvalConfig (the "eval" entry of its run.json)."""
+    return [sys.executable, "-m", "mm1.eval.evaluate", str(folder / "checkpoint"), str(folder / "run.json"),
+            str(folder / "eval")]
 
 
 def _log_tail(log: Path, lines: int = 25) -> str:
@@ -77,19 +78,11 @@ def _log_tail(log: Path, lines: int = 25) -> str:
     return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
-def _error_line(tail: str) -> str:
-    """The most telling line of a failed process: its last error message."""
-    lines = tail.splitlines()
-    for line in reversed(lines):
-        if "Error" in line or line.startswith("mm1") and "error" in line:
-            return line.strip()
-    return lines[-1].strip() if lines else "no output"
-
-
 def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: Path, env: dict) -> Optional[dict]:
     """Run one stage; returns an error record or None; raises Stopped when a stop request cut it short."""
-    start = time.time()
-    rc = children.finish(children.start(cmd, folder / f"{stage}.log", env))
+    start, failure_file = time.time(), folder / f"{stage}.failure.json"
+    failure_file.unlink(missing_ok=True)
+    rc = children.finish(children.start(cmd, folder / f"{stage}.log", {**env, failure.ENV: str(failure_file)}))
     output = folder / "checkpoint" / "model.safetensors" if stage == "train" else folder / "eval" / "results.json"
     if rc == 0 and output.is_file():
         done.write_text(json.dumps({"seconds": round(time.time() - start, 1),
@@ -97,12 +90,15 @@ def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: P
         return None
     if children.stopping:  # cut short by the stop request: unfinished, not failed
         raise Stopped()
-    tail = _log_tail(folder / f"{stage}.log")
-    why = _error_line(tail) if rc != 0 else f"exited 0 but wrote no {'checkpoint' if stage == 'train' else 'results'}"
+    tail, died = _log_tail(folder / f"{stage}.log"), failure.read(failure_file)
+    if rc == 0:
+        why = f"exited 0 but wrote no {'checkpoint' if stage == 'train' else 'results'}"
+    else:
+        why = f"{died['type']}: {died['message']}" if died else f"exit code {rc} (no exception recorded; see the log)"
     return {"stage": stage, "returncode": rc, "error": why, "log_tail": tail}
 
 
-def execute_run(children: Children, folder: Path, eval_spec: Optional[EvalSpec], threads: int,
+def execute_run(children: Children, folder: Path, eval_cfg: Optional[EvalConfig], threads: int,
                 gpu: Optional[int] = None) -> Optional[dict]:
     """Train (resuming from the run's latest checkpoint) and evaluate, skipping finished stages.
     Returns None on success, else the error record (also written to error.json)."""
@@ -113,8 +109,8 @@ def execute_run(children: Children, folder: Path, eval_spec: Optional[EvalSpec],
     error = None
     if not (folder / TRAIN_DONE).is_file():
         error = _stage(children, folder, "train", train_command(folder), folder / TRAIN_DONE, env)
-    if error is None and eval_spec is not None and not (folder / EVAL_DONE).is_file():
-        error = _stage(children, folder, "eval", eval_command(folder, eval_spec), folder / EVAL_DONE, env)
+    if error is None and eval_cfg is not None and not (folder / EVAL_DONE).is_file():
+        error = _stage(children, folder, "eval", eval_command(folder), folder / EVAL_DONE, env)
     if error is not None:
         (folder / ERROR).write_text(json.dumps(error, indent=2) + "\n")
     return error

@@ -18,6 +18,9 @@ import yaml
 from mm1.ablate.spec import LR_SELECT, PLOT_KINDS, RESULT_COLUMNS, GridSpec, Value
 from mm1.config import Config, ConfigError, load_config
 from mm1.config.tree import build
+from mm1.config.validate import check_eval
+from mm1.eval.config import DEFAULT_TASKS
+from mm1.eval.tasks import load_specs, select_tasks
 
 GRID_DIR = Path(__file__).resolve().parents[2] / "ablations"
 
@@ -121,23 +124,14 @@ def check_grid(grid: GridSpec, where: str) -> None:
 
 
 def _check_eval(grid: GridSpec, where: str) -> None:
-    """The eval settings a run will pass to `mm1 eval`, checked now rather than after training."""
-    from mm1.eval.tasks import load_specs, select_tasks
-
-    ev = grid.eval
-    if ev is None:
+    """The eval settings every run will be scored with, checked now rather than after training."""
+    if grid.eval is None:
         return
-    if ev.demos not in ("random", "rices"):
-        raise GridError(f"{where}: eval.demos: {ev.demos!r} is not one of random, rices")
-    if not ev.shots or any(k < 0 for k in ev.shots):
-        raise GridError(f"{where}: eval.shots: expected shot counts >= 0, got {ev.shots}")
-    for key in ("limit", "trials", "batch_size"):
-        if getattr(ev, key) is not None and getattr(ev, key) < 1:
-            raise GridError(f"{where}: eval.{key}: must be >= 1, got {getattr(ev, key)}")
     try:
-        select_tasks(ev.tasks, load_specs())
+        check_eval(grid.eval)
+        select_tasks(grid.eval.tasks or DEFAULT_TASKS, load_specs())
     except (ValueError, FileNotFoundError, ConfigError) as err:
-        raise GridError(f"{where}: eval.tasks: {err}") from None
+        raise GridError(f"{where}: {err}" if isinstance(err, ConfigError) else f"{where}: eval.tasks: {err}") from None
 
 
 def _check_views(grid: GridSpec, where: str, columns: list[str]) -> None:

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from mm1.eval.config import EvalConfig
+
 Value = Union[bool, int, float, str, list, dict, None]  # any YAML value an override may carry
 PLOT_KINDS = ("bars", "lines")
 # columns of results.csv besides the axes; an axis or variant label may not take one of these names
@@ -49,17 +51,6 @@ class AxisSpec:
 class VariantSpec:
     labels: dict[str, Value] = field(default_factory=dict)  # column -> value shown for this run
     set: dict[str, Value] = field(default_factory=dict)  # dotted key -> value
-
-
-@dataclass
-class EvalSpec:
-    tasks: str = "synthetic"  # task or suite names, as `mm1 eval --tasks`
-    shots: list[int] = field(default_factory=lambda: [0, 4, 8])
-    limit: Optional[int] = 100  # scored queries per task (a seeded subset); None = all
-    trials: int = 1  # random demo draws per task and shot count > 0
-    batch_size: int = 32
-    demos: str = "random"  # random | rices
-    data_dir: Optional[str] = None  # public benchmarks folder (else $MM1_EVAL_DATA)
 
 
 @dataclass
@@ -89,7 +80,7 @@ class GridSpec:
     variants: list[VariantSpec] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     seed_keys: list[str] = field(default_factory=lambda: ["train.seed", "data.seed"])
-    eval: Optional[EvalSpec] = field(default_factory=EvalSpec)  # None = train only
+    eval: Optional[EvalConfig] = field(default_factory=EvalConfig)  # how every run is scored; None = train only
     plot: Optional[PlotSpec] = None
     lr_fit: Optional[LrFitSpec] = None
     presets: dict[str, dict] = field(default_factory=dict)  # name -> partial grid merged onto this one

@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 
+from mm1.cli import recipe_args
 from mm1.config import load_config
 
 PACKING_TARGET = 0.95  # issue 3: packed share of real tokens
@@ -120,8 +121,7 @@ def format_train(r: dict) -> str:
 
 
 def _recipe_args(p) -> None:
-    p.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="dotted overrides applied to the recipe")
+    recipe_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -30,7 +30,8 @@ from PIL import Image
 
 from mm1.config.schema import Config
 from mm1.data.documents import IMAGE_EXTS, Document
-from mm1.data.loader import MixedBatches, Mixer, SourceReader
+from mm1.data.loader import MixedBatches, SourceReader
+from mm1.data.mixture import Mixer
 from mm1.data.packing import Packer
 from mm1.data.sequence import SequenceBuilder
 from mm1.data.shards import read_shard, resolve_shards

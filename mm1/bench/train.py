@@ -155,7 +155,7 @@ def _peak_memory_child(cfg: Config, which: str, steps: int) -> dict:
     """Run in a fresh process: build the batches and one model, take `steps` steps, report the peak."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = pick_device(cfg.train)
+    device = pick_device(cfg.train.device)
     batches = real_batches(cfg, build_tokenizer(cfg.model.tokenizer), steps, device)
     before = _peak_rss_mib()
     _, step = build_contenders(cfg, device, [which])
@@ -201,7 +201,7 @@ def bench_train(cfg: Config, steps: int = 10, warmup: int = 3, num_batches: int 
                 memory: bool = True, peak: float | None = None) -> dict:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = pick_device(cfg.train)
+    device = pick_device(cfg.train.device)
     batches = real_batches(cfg, build_tokenizer(cfg.model.tokenizer), num_batches, device)
     skipped = "--no-llava" if not llava else llava_skip_reason(cfg)
     names = ["mm1"] + ([] if skipped else ["llava"])

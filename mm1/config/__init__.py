@@ -2,9 +2,15 @@
 
 `load_config(path, overrides)` is the one entry point; it does no heavy work
 (no model, no data), so every mistake is reported before a run starts.
+
+A recipe may start from another: `base: mm1_3b.yaml` (relative to the recipe's
+own folder) reads that recipe first and lays this file's keys over it, mapping by
+mapping at every depth (a value that is not a mapping replaces the base's; `null`
+clears it). Bases may themselves have bases.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import yaml
@@ -27,7 +33,7 @@ from mm1.config.schema import (
     TrainConfig,
     VisionConfig,
 )
-from mm1.config.tree import ConfigError, apply_override, build, dump_yaml, to_dict
+from mm1.config.tree import ConfigError, apply_override, build, dump_yaml, merge_trees, to_dict
 from mm1.config.validate import check_fields, validate
 
 __all__ = [
@@ -37,8 +43,23 @@ __all__ = [
 ]
 
 
+# Keys that were renamed: configs written before (recipes, and the config.yaml of every checkpoint) load.
+RENAMED = {("eval", "suite"): "tasks"}
+
+
+def _renamed(data: dict) -> dict:
+    for (section, old), new in RENAMED.items():
+        part = data.get(section)
+        if isinstance(part, dict) and old in part:
+            if new in part:
+                raise ConfigError(f"{section}.{old}: renamed {section}.{new}; give only {section}.{new}")
+            warnings.warn(f"config key {section}.{old} is now {section}.{new}", FutureWarning, stacklevel=3)
+            data = {**data, section: {(new if k == old else k): v for k, v in part.items()}}
+    return data
+
+
 def config_from_dict(data: dict, overrides: list[str] = ()) -> Config:
-    cfg = build(Config, data)
+    cfg = build(Config, _renamed(data))
     for item in overrides:
         apply_override(cfg, item)
     check_fields(cfg)  # before derive, which divides by some of them
@@ -47,12 +68,27 @@ def config_from_dict(data: dict, overrides: list[str] = ()) -> Config:
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    path = Path(path)
+def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A recipe file as plain data, its `base:` chain merged in (base first)."""
+    path = Path(path).resolve()
+    if path in _chain:
+        raise ConfigError(f"recipe {str(path)!r}: base chain loops: {' -> '.join(str(p) for p in (*_chain, path))}")
     if not path.is_file():
-        raise ConfigError(f"recipe {str(path)!r} not found")
+        where = f"{_chain[-1]}: base: " if _chain else ""
+        raise ConfigError(f"{where}recipe {str(path)!r} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
-    return config_from_dict(data or {}, overrides)
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {str(path)!r}: expected a mapping of config keys, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"recipe {str(path)!r}: base: expected a recipe file name, got {base!r}")
+    return merge_trees(read_recipe(path.parent / base, (*_chain, path)), data)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    return config_from_dict(read_recipe(path), overrides)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from mm1.eval.config import EvalConfig  # the evaluation settings, shared with mm1 eval and the grids
+
 RULES = (">0", ">=0", "[0,1]", "[0,1)")
 
 
@@ -156,16 +158,6 @@ class ParallelConfig:
     dp_shard: int = -1  # ranks each replica is sharded over; -1 = world_size / dp_replicate
     activation_checkpointing: bool = False  # recompute decoder layers and vision blocks in backward
     compile: bool = False  # torch.compile each decoder layer and vision block
-
-
-@dataclass
-class EvalConfig:
-    suite: Optional[str] = None  # task suite or comma-separated tasks scored during pre-training; None = none
-    every: int = checked(0, ">=0")  # optimizer steps between evaluations; 0 = only after the last step
-    shots: list[int] = field(default_factory=lambda: [0])
-    limit: Optional[int] = checked(100, ">0")  # query samples per task; None = the whole split
-    trials: int = checked(1, ">0")  # random demo draws per (task, shots) when shots > 0
-    batch_size: int = checked(16, ">0")
 
 
 @dataclass

@@ -161,6 +161,16 @@ def _coerce_dict_item(node: dict, value: Any, path: str) -> Any:
     return value
 
 
+def merge_trees(base: Any, over: Any) -> Any:
+    """`over` on top of `base`: mappings merge key by key, at every depth; any other value replaces."""
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        return over
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge_trees(base[key], value) if key in base else value
+    return out
+
+
 def to_dict(cfg: Any) -> Any:
     return dataclasses.asdict(cfg)
 

@@ -8,6 +8,8 @@ import os
 from mm1.config.derive import grid_side
 from mm1.config.schema import Config
 from mm1.config.tree import ConfigError
+from mm1.eval.config import DEMO_MODES, ZERO_SHOT, EvalConfig
+from mm1.eval.metrics import PROTOCOLS
 
 SOURCE_KINDS = ("caption", "interleaved", "text")
 TOKENIZER_KINDS = ("synth", "pretrained")
@@ -81,6 +83,7 @@ def validate(cfg: Config) -> None:
     _validate_moe(cfg)
     _validate_data(cfg)
     _validate_optim_train(cfg)
+    check_eval(cfg.eval)
 
 
 def _validate_vision(cfg: Config) -> None:
@@ -197,3 +200,20 @@ def _validate_optim_train(cfg: Config) -> None:
     _choice("parallel.strategy", par.strategy, STRATEGIES)
     if par.dp_shard != -1 and par.dp_shard <= 0:
         raise ConfigError(f"parallel.dp_shard: must be -1 (all remaining ranks) or > 0, got {par.dp_shard}")
+
+
+def check_eval(e: EvalConfig, path: str = "eval") -> None:
+    """The values of an EvalConfig (a recipe's, a grid's or the command line's); the tasks and their files
+    are checked by mm1.train.evaluation.check_training_eval and when a task is read."""
+    if not e.shots or any(not isinstance(k, int) or k < 0 for k in e.shots):
+        raise ConfigError(f"{path}.shots: expected a non-empty list of shot counts >= 0, got {e.shots!r}")
+    if e.every < 0:
+        raise ConfigError(f"{path}.every: must be >= 0 (0 = only after the last step), got {e.every}")
+    if e.limit < 0:
+        raise ConfigError(f"{path}.limit: must be >= 0 (0 = the whole split), got {e.limit}")
+    _positive(f"{path}.trials", e.trials)
+    _positive(f"{path}.batch_size", e.batch_size)
+    _choice(f"{path}.demos", e.demos, DEMO_MODES)
+    _choice(f"{path}.vqa_protocol", e.vqa_protocol, PROTOCOLS)
+    if e.zero_shot is not None:
+        _choice(f"{path}.zero_shot", e.zero_shot, ZERO_SHOT)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
 from mm1.data.documents import DECODERS, Document
-from mm1.data.mixture import normalise
+from mm1.data.mixture import Mixer
 from mm1.data.packing import Packer, collate_rows
 from mm1.data.sequence import Example, SequenceBuilder
 from mm1.data.shards import read_shard, resolve_shards
@@ -84,21 +84,6 @@ class SourceReader:
                   f"{self.offset}; the rest of it is skipped (see shards/damaged in metrics.jsonl)", file=sys.stderr)
         self.shards_done += 1
         self.shard, self.offset = self.shard + 1, 0
-
-
-class Mixer:
-    """Draw n picks its source from a generator seeded by (seed, n): the state is just n."""
-
-    def __init__(self, weights: dict[str, float], seed: int, draws: int = 0):
-        probs = normalise(weights)
-        self.names = list(probs)
-        self.cum = [sum(probs[n] for n in self.names[: i + 1]) for i in range(len(self.names))]
-        self.seed, self.draws = seed, draws
-
-    def next_source(self) -> str:
-        rng = random.Random(f"{self.seed}/{self.draws}")
-        self.draws += 1
-        return rng.choices(self.names, cum_weights=self.cum)[0]
 
 
 class MixedBatches(IterableDataset):

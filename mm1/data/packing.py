@@ -7,8 +7,6 @@ documents. Padding has segment id 0.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
-
 import numpy as np
 import torch
 
@@ -44,15 +42,6 @@ class Packer:
         return closed
 
 
-def pack(examples: Iterable[Example], seq_len: int, open_rows: int) -> Iterator[list[Example]]:
-    """Yield rows (lists of examples whose lengths sum to at most seq_len)."""
-    packer = Packer(seq_len, open_rows)
-    for ex in examples:
-        row = packer.add(ex)
-        if row is not None:
-            yield row
-
-
 def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length: int | None = None) -> Batch:
     """Rows -> Batch, right-padded to `length` (default: the longest row)."""
     length = length or max(sum(map(len, row)) for row in rows)
@@ -82,7 +71,3 @@ def _row_columns(row: list[Example], length: int, pad_id: int) -> tuple[list[int
 def collate(examples: list[Example], pad_id: int, image_size: int) -> Batch:
     """One example per row."""
     return collate_rows([[ex] for ex in examples], pad_id, image_size)
-
-
-def packing_efficiency(batch: Batch) -> float:
-    return float(batch.attention_mask.float().mean())

@@ -1,8 +1,14 @@
-"""Shard patterns -> shard files, and shard files -> raw webdataset samples."""
+"""Shard patterns -> shard files, shard files -> raw webdataset samples, and samples -> tar members.
+
+Written shards are deterministic: a sample's members `{key}.{ext}` sorted by extension, tar headers
+without the writing machine's time, owner or mode, so the same samples give the same bytes.
+"""
 from __future__ import annotations
 
 import glob
+import io
 import os
+import tarfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -51,3 +57,19 @@ def intact_end(path: str) -> bool:
     except OSError:
         return False
     return size % 512 == 0 and len(tail) == 1024 and not tail.strip(b"\0")
+
+
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
+    """One sample's members `{key}.{ext}` into an open tar, extensions sorted."""
+    if "." in key:
+        raise ValueError(f"sample key {key!r} must not contain '.' (webdataset splits on it)")
+    for ext in sorted(members):
+        tar.addfile(_member(f"{key}.{ext}", len(members[ext])), io.BytesIO(members[ext]))

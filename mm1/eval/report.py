@@ -4,7 +4,7 @@ results.json holds the checkpoint, the settings, every resolved task spec, a
 `config_hash` (sha256 of the settings, the resolved specs and the model config:
 two results with the same hash were produced the same way), one entry per
 (task, shots, trial) run and a summary of mean and std over trials (population
-std, as OpenFlamingo reports it). Scores are x100 (VQA accuracy, CIDEr).
+std, as OpenFlamingo reports it). Scores are x100 (VQA accuracy, exact match, CIDEr).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from mm1 import __version__
-from mm1.eval.runner import EvalSettings, RunResult, TaskData
+from mm1.eval.config import EvalConfig
+from mm1.eval.runner import RunResult, TaskData
 
 RUN_FIELDS = ("task", "metric", "shots", "trial", "score", "num_samples", "num_errors", "errors", "seconds")
 
@@ -75,9 +76,9 @@ def table_csv(summary: dict[str, dict[int, dict]]) -> str:
     return buf.getvalue()
 
 
-def results_document(runs: list[RunResult], tasks: list[TaskData], settings: EvalSettings,
+def results_document(runs: list[RunResult], tasks: list[TaskData], settings: EvalConfig,
                      checkpoint: str, model_config: dict) -> dict:
-    settings_dict = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("progress", "cache_dir")}
+    settings_dict = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("cache_dir", "every")}
     specs = {d.spec.name: dataclasses.asdict(d.spec) for d in tasks}
     summary = summarize(runs)
     return {
@@ -94,7 +95,7 @@ def results_document(runs: list[RunResult], tasks: list[TaskData], settings: Eva
     }
 
 
-def write_outputs(out_dir: Path | str, runs: list[RunResult], tasks: list[TaskData], settings: EvalSettings,
+def write_outputs(out_dir: Path | str, runs: list[RunResult], tasks: list[TaskData], settings: EvalConfig,
                   checkpoint: str, model_config: dict) -> str:
     """Write the four files into out_dir; returns the markdown table."""
     out = Path(out_dir)

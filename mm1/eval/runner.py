@@ -1,7 +1,7 @@
 """Evaluate a loaded model on tasks x shots x trials.
 
-    data = [load_task_data(resolve(spec, ...), settings) for spec in specs]   # before the model loads
-    runs = evaluate(model, tokenizer, data, settings, image_size)             # list[RunResult]
+    data = [load_task_data(resolve(spec, ...), cfg) for spec in specs]   # before the model loads
+    runs = evaluate(model, tokenizer, data, cfg, image_size)             # list[RunResult]
 
 Per-sample problems (a missing or unreadable image, the query's or a
 demonstration's) are recorded on that sample's record, counted by reason and
@@ -25,26 +25,14 @@ from tqdm import tqdm
 
 from mm1.eval.generate import Prompt, generate
 from mm1.eval.loaders import EvalSample, load_split
-from mm1.eval.metrics import cider_per_image, vqa_accuracy
+from mm1.eval.metrics import QUESTION_METRICS, cider_per_image
 from mm1.eval.postprocess import build_postprocessor
 from mm1.eval.prompts import RandomDemos, RicesDemos, SampleError, build_prompt, encode_prompt, load_pixels
+from mm1.eval.config import DEMO_MODES, EvalConfig
 from mm1.eval.rices import DEFAULT_CACHE, cached_image_features
 from mm1.eval.tasks import SplitSpec, TaskSpec
 
-DEMO_MODES = ("random", "rices")
 PIXEL_CACHE_BYTES = 512 << 20  # preprocessed images kept in memory per task (demos recur across queries)
-
-
-@dataclass
-class EvalSettings:
-    shots: list[int] = field(default_factory=lambda: [0, 4, 8])
-    trials: int = 3  # random demo draws per (task, shots > 0)
-    demos: str = "random"  # random | rices
-    limit: Optional[int] = 100  # scored queries per task; None = the whole split
-    batch_size: int = 32
-    seed: int = 0
-    cache_dir: Path = DEFAULT_CACHE  # RICES feature cache
-    progress: bool = True
 
 
 @dataclass
@@ -67,7 +55,7 @@ class SampleRecord:
     demo_ids: list[str]
     raw: Optional[str] = None  # the generation before post-processing
     prediction: str = ""  # what is scored ("" for an error)
-    score: Optional[float] = None  # VQA accuracy in [0, 1], or this image's CIDEr-D (pycocoevalcap scale)
+    score: Optional[float] = None  # VQA accuracy or exact match in [0, 1], or this image's CIDEr-D (pycocoevalcap scale)
     error: Optional[str] = None
 
 
@@ -90,14 +78,15 @@ def _load(split: SplitSpec, fmt: str):
                       images=split.images, split=split.split, **split.options)
 
 
-def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
+def load_task_data(spec: TaskSpec, cfg: EvalConfig) -> TaskData:
     """Read both splits (raises on a missing or malformed file) and pick the scored queries."""
     query_split, demo_split = _load(spec.query, spec.format), _load(spec.demos, spec.format)
     queries = list(query_split)
     if not queries:
         raise ValueError(f"task {spec.name}: the query split has no usable entries")
-    if settings.limit is not None and settings.limit < len(queries):
-        keep = sorted(random.Random(f"queries/{settings.seed}").sample(range(len(queries)), settings.limit))
+    _check_answers(spec, queries)
+    if cfg.limit and cfg.limit < len(queries):
+        keep = sorted(random.Random(f"queries/{cfg.seed}").sample(range(len(queries)), cfg.limit))
         queries = [queries[i] for i in keep]
     exists: dict[Path, bool] = {}
     for demo in demo_split:
@@ -110,23 +99,38 @@ def load_task_data(spec: TaskSpec, settings: EvalSettings) -> TaskData:
     return TaskData(spec, queries, pool, {k: v for k, v in sorted(skipped.items()) if v})
 
 
-def trials_for(spec: TaskSpec, shots: int, settings: EvalSettings) -> int:
-    if settings.demos == "rices" or (shots == 0 and spec.prompt.zero_shot == "query_only"):
+def _check_answers(spec: TaskSpec, queries: list[EvalSample]) -> None:
+    """vqa_accuracy leaves each human answer out in turn: with one answer it scores every prediction 0."""
+    single = sum(len(q.answers) < 2 for q in queries)
+    if spec.metric == "vqa_accuracy" and single:
+        raise ValueError(f"task {spec.name}: {single} of {len(queries)} questions have a single answer, which "
+                         f"vqa_accuracy always scores 0 (it matches each human answer against the others); "
+                         f"use metric: exact_match in the task spec")
+
+
+def zero_shot_of(spec: TaskSpec, cfg: EvalConfig) -> str:
+    """The zero-shot convention in force: the command's, else the task's own."""
+    return cfg.zero_shot or spec.prompt.zero_shot
+
+
+def trials_for(spec: TaskSpec, shots: int, cfg: EvalConfig) -> int:
+    if cfg.demos == "rices" or (shots == 0 and zero_shot_of(spec, cfg) == "query_only"):
         return 1
-    return settings.trials
+    return cfg.trials
 
 
-def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int):
+def make_selector(model, data: TaskData, cfg: EvalConfig, image_size: int):
     """The demo selector of a task, or None when no shot count needs demonstrations."""
-    if not any(s > 0 for s in settings.shots) and data.spec.prompt.zero_shot == "query_only":
+    if not any(s > 0 for s in cfg.shots) and zero_shot_of(data.spec, cfg) == "query_only":
         return None
-    if settings.demos == "random":
-        return RandomDemos(data.pool, settings.seed) if data.pool else None
-    if settings.demos != "rices":
-        raise ValueError(f"unknown demo selection {settings.demos!r}; known: {', '.join(DEMO_MODES)}")
-    pool_feats = cached_image_features(model, [d.image for d in data.pool], image_size, settings.cache_dir)
+    if cfg.demos == "random":
+        return RandomDemos(data.pool, cfg.seed) if data.pool else None
+    if cfg.demos != "rices":
+        raise ValueError(f"unknown demo selection {cfg.demos!r}; known: {', '.join(DEMO_MODES)}")
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else DEFAULT_CACHE
+    pool_feats = cached_image_features(model, [d.image for d in data.pool], image_size, cache)
     pool = [d for d, ok in zip(data.pool, pool_feats.ok) if ok]
-    query_feats = cached_image_features(model, [q.image for q in data.queries], image_size, settings.cache_dir)
+    query_feats = cached_image_features(model, [q.image for q in data.queries], image_size, cache)
     by_id = {q.id: f for q, f, ok in zip(data.queries, query_feats.features, query_feats.ok) if ok}
     return RicesDemos(pool, pool_feats.features[torch.tensor(pool_feats.ok, dtype=torch.bool)], by_id)
 
@@ -134,15 +138,16 @@ def make_selector(model, data: TaskData, settings: EvalSettings, image_size: int
 class Prompter:
     """Plans each query's prompt (demos, token ids, image files) and loads pixels, cached across queries."""
 
-    def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int):
+    def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int, zero_shot: Optional[str] = None):
         self.model, self.tok, self.spec, self.selector = model, tokenizer, spec, selector
+        self.zero_shot = zero_shot or spec.prompt.zero_shot  # the convention in force (see zero_shot_of)
         entries = max(16, PIXEL_CACHE_BYTES // (3 * image_size * image_size * 4))
         self._pixels = lru_cache(maxsize=entries)(lambda path: load_pixels(path, image_size))
 
     def plan(self, query: EvalSample, shots: int, trial: int) -> tuple[list[int], list[Path], list[str]]:
         """-> (prompt ids, image files in order, demo ids); no image is read here."""
         spec = self.spec.prompt
-        text_only = shots == 0 and spec.zero_shot == "text_demos"
+        text_only = shots == 0 and self.zero_shot == "text_demos"
         k = spec.zero_shot_demos if text_only else shots
         if k and self.selector is None:
             raise ValueError(f"task {self.spec.name}: no demonstrations available (no demo has an image file)")
@@ -190,11 +195,12 @@ def _decode_batch(model, tokenizer, spec: TaskSpec, prompter: Prompter, batch: l
         rec.raw, rec.prediction = gen.text, post(gen.text)
 
 
-def score_records(metric: str, records: list[SampleRecord]) -> float:
+def score_records(metric: str, records: list[SampleRecord], vqa_protocol: str = "official") -> float:
     """The task metric over every record (errors count as empty predictions), x100."""
-    if metric == "vqa_accuracy":
+    if metric in QUESTION_METRICS:
+        score, options = QUESTION_METRICS[metric], {"protocol": vqa_protocol} if metric == "vqa_accuracy" else {}
         for rec in records:
-            rec.score = vqa_accuracy(rec.prediction, rec.answers) if rec.error is None else 0.0
+            rec.score = score(rec.prediction, rec.answers, **options) if rec.error is None else 0.0
         return 100.0 * sum(r.score for r in records) / max(len(records), 1)
     if metric == "cider":
         per_image = cider_per_image({r.id: r.prediction for r in records}, {r.id: r.answers for r in records})
@@ -205,7 +211,7 @@ def score_records(metric: str, records: list[SampleRecord]) -> float:
 
 
 def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, trial: int,
-            settings: EvalSettings) -> RunResult:
+            cfg: EvalConfig, progress: bool = True) -> RunResult:
     """One (task, shots, trial): prompts are decoded longest first, so a batch holds similar lengths
     (little padding); each row decodes as it would alone, so the order changes no prediction."""
     spec, start = data.spec, time.perf_counter()
@@ -215,30 +221,31 @@ def run_one(model, tokenizer, data: TaskData, prompter: Prompter, shots: int, tr
         planned.append(_Planned(query, _record(spec, query, shots, trial, demo_ids), ids, images))
     records = [p.record for p in planned]  # query order
     planned.sort(key=lambda p: -len(p.input_ids))
-    batches = range(0, len(planned), settings.batch_size)
-    desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, settings) > 1 else "")
-    for i in tqdm(batches, desc=desc, disable=not settings.progress, dynamic_ncols=True, leave=False):
-        _decode_batch(model, tokenizer, spec, prompter, planned[i: i + settings.batch_size])
-    score = score_records(spec.metric, records)
+    batches = range(0, len(planned), cfg.batch_size)
+    desc = f"{spec.name} {shots}-shot" + (f" trial {trial}" if trials_for(spec, shots, cfg) > 1 else "")
+    for i in tqdm(batches, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        _decode_batch(model, tokenizer, spec, prompter, planned[i: i + cfg.batch_size])
+    score = score_records(spec.metric, records, cfg.vqa_protocol)
     errors = Counter(r.error for r in records if r.error is not None)
     return RunResult(spec.name, spec.metric, shots, trial, score, len(records), sum(errors.values()),
                      dict(sorted(errors.items())), time.perf_counter() - start, records)
 
 
-def evaluate(model, tokenizer, tasks: list[TaskData], settings: EvalSettings, image_size: int) -> list[RunResult]:
+def evaluate(model, tokenizer, tasks: list[TaskData], cfg: EvalConfig, image_size: int,
+             progress: bool = True) -> list[RunResult]:
     """Every task x shots x trial; the model is put in eval mode and restored afterwards."""
-    if any(s < 0 for s in settings.shots):
-        raise ValueError(f"shots must be >= 0, got {settings.shots}")
+    if any(s < 0 for s in cfg.shots):
+        raise ValueError(f"shots must be >= 0, got {cfg.shots}")
     was_training = model.training
     model.eval()
     try:
         results = []
         for data in tasks:
-            selector = make_selector(model, data, settings, image_size)
-            prompter = Prompter(model, tokenizer, data.spec, selector, image_size)
-            for shots in settings.shots:
-                for trial in range(trials_for(data.spec, shots, settings)):
-                    results.append(run_one(model, tokenizer, data, prompter, shots, trial, settings))
+            selector = make_selector(model, data, cfg, image_size)
+            prompter = Prompter(model, tokenizer, data.spec, selector, image_size, cfg.zero_shot)
+            for shots in cfg.shots:
+                for trial in range(trials_for(data.spec, shots, cfg)):
+                    results.append(run_one(model, tokenizer, data, prompter, shots, trial, cfg, progress))
         return results
     finally:
         model.train(was_training)

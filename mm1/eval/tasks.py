@@ -27,14 +27,14 @@ from typing import Optional, Union
 import yaml
 
 from mm1.config.tree import ConfigError, build
+from mm1.eval.config import ZERO_SHOT
 from mm1.eval.loaders import LOADERS
+from mm1.eval.metrics import METRICS
 from mm1.eval.postprocess import PostprocessSpec
 
 TASK_DIR = Path(__file__).resolve().parents[2] / "eval"
 DATA_DIR_ENV = "MM1_EVAL_DATA"
 ROOTS = ("data_root", "data_dir")
-METRICS = ("vqa_accuracy", "cider")
-ZERO_SHOT = ("query_only", "text_demos")
 SUITES: dict[str, list[str]] = {
     "mm1_pretrain": ["coco", "nocaps", "textcaps", "vqav2", "textvqa", "vizwiz", "gqa", "okvqa"],
     "synthetic": ["synth_caption", "synth_vqa", "synth_textvqa"],
@@ -70,7 +70,7 @@ class GenerationSpec:
 class TaskSpec:
     name: str  # must equal the YAML file's stem
     format: str  # query split's loader format (mm1.eval.loaders.LOADERS)
-    metric: str  # vqa_accuracy | cider
+    metric: str  # vqa_accuracy (10 human answers) | exact_match (one answer: GQA) | cider (captions)
     query: SplitSpec  # the split that is scored
     demos: SplitSpec  # the split demonstrations are drawn from (the train split)
     prompt: PromptSpec

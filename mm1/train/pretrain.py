@@ -19,6 +19,7 @@ from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.provenance import provenance
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
+from mm1.train.evaluation import check_training_eval, prepare_training_eval
 from mm1.train.parallelize import parallelize
 from mm1.train.state import check_new_run, full_model_state, resolve_resume, unwrap
 from mm1.train.trainer import StoppedBySignal, Trainer
@@ -44,7 +45,7 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, Dist]:
         torch.set_num_threads(cfg.train.threads)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
     seed_everything(cfg.train.seed)  # same init on every rank
-    device = pick_device(cfg.train)
+    device = pick_device(cfg.train.device)
     d = init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
@@ -66,6 +67,7 @@ def fit_global_batch(cfg: Config, world_size: int) -> None:
 def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     """Everything a run needs, restored from a checkpoint when `resume` finds one."""
     cfg = copy.deepcopy(cfg)
+    check_training_eval(cfg)
     run_dir = Path(cfg.output.dir)
     check_pretrained_paths(cfg)
     check_new_run(run_dir, resume)
@@ -75,6 +77,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
         prepare_data(cfg)
     barrier(d)
+    eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
     model.to(device)
     counts = param_counts(model)
@@ -88,7 +91,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     model = parallelize(model, cfg.parallel, d, device, amp)
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
-    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops)
+    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops, eval_tasks=eval_tasks)
     start = resolve_resume(run_dir, resume, announce=d.is_main)
     if start is not None:
         trainer.restore(start)

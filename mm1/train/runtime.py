@@ -10,12 +10,13 @@ import torch
 from mm1.config.schema import TrainConfig
 
 
-def pick_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
+def pick_device(name: str, key: str = "train.device") -> torch.device:
+    """auto | cpu | cuda -> the device; `key` names the setting in the error when no GPU is visible."""
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: 'cuda' was asked for but no GPU is visible; allowed here: auto, cpu")
-    return torch.device(cfg.device)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{key}: 'cuda' was asked for but no GPU is visible; allowed here: auto, cpu")
+    return torch.device(name)
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device):

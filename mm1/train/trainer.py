@@ -17,6 +17,7 @@ from mm1.model.mm1 import MM1Model
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.optim import lr_at
 from mm1.train.distributed import Dist, all_reduce_sum
+from mm1.train.evaluation import evaluate_run
 from mm1.train.runtime import autocast
 from mm1.train.state import load_state, save_state
 
@@ -120,11 +121,12 @@ class StopSignal:
 
 class Trainer:
     def __init__(self, cfg: Config, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path,
-                 d: Dist = Dist(), flops: dict | None = None):
+                 d: Dist = Dist(), flops: dict | None = None, *, eval_tasks: list | None = None):
         self.cfg, self.model, self.optimizer, self.loader = cfg, model, optimizer, loader
         self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
         self.dist = d
         self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
+        self.eval_tasks = eval_tasks or []  # TaskData of eval.tasks (mm1.train.evaluation.prepare_training_eval)
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
         self.stopped_by: int | None = None  # the signal that stopped the run early
         self.stats, self.speed = DataStats(loader), Throughput()
@@ -252,16 +254,13 @@ class Trainer:
 
     def _maybe_evaluate(self) -> None:
         e = self.cfg.eval
-        if not e.suite:
+        if not self.eval_tasks:
             return
-        due = self.step == self.cfg.train.steps or (e.every and self.step % e.every == 0)
-        if due:
-            from mm1.eval.command import evaluate_during_training
-
-            scores = evaluate_during_training(self.model, self.tokenizer, self.cfg, self.step, self.run_dir)
+        if self.step == self.cfg.train.steps or (e.every and self.step % e.every == 0):
+            scores = evaluate_run(self.model, self.cfg, self.tokenizer, self.eval_tasks, self.step, self.run_dir,
+                                  self.dist, self.device)
             if self.writer is not None:
-                self.writer.write({"step": self.step, **{f"eval/{k}": v for k, v in scores.items()}})
-            self.model.train()
+                self.writer.write({"step": self.step, **scores})
 
     def close(self) -> None:
         if self.writer is not None:

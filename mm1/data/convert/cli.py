@@ -5,9 +5,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from mm1.cli import EXIT_USAGE
 from mm1.data.convert.writer import Report, ShardOptions
-
-EXIT_USAGE = 2
 
 
 def add_output_args(parser: argparse.ArgumentParser, prefix: str, per_shard: int, shuffle_buffer: int) -> None:

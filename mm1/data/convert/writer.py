@@ -9,7 +9,6 @@ writing, so that a reader that takes shards and samples in order gets mixed data
 """
 from __future__ import annotations
 
-import io
 import os
 import random
 import tarfile
@@ -18,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from mm1.data.shards import add_sample
 
 T = TypeVar("T")
 Members = dict[str, bytes]  # extension (e.g. "txt", "0.png") -> member bytes
@@ -55,14 +56,6 @@ def shuffled(items: Iterable[T], buffer_size: int, seed: int) -> Iterator[T]:
     yield from buffer
 
 
-def _member(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
 class ShardWriter:
     """Append samples; a new shard starts every `samples_per_shard` samples. Use as a context manager."""
 
@@ -95,9 +88,7 @@ class ShardWriter:
         if self._tar is None:
             self._open_next()
         key = f"{self.samples:09d}"
-        for ext in sorted(members):
-            data = members[ext]
-            self._tar.addfile(_member(f"{key}.{ext}", len(data)), io.BytesIO(data))
+        add_sample(self._tar, key, members)
         self.samples += 1
         if self.samples % self.per_shard == 0:
             self._finish()

@@ -1,13 +1,14 @@
 """Deterministic webdataset shards and JSON files (same input, same bytes)."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
 import tarfile
 from pathlib import Path
 from typing import Iterable
+
+from mm1.data.shards import add_sample
 
 Sample = tuple[str, dict[str, bytes]]  # (key, {extension: bytes}) -> tar members key.extension
 
@@ -17,24 +18,12 @@ def sample_rng(seed: int, stream: str, index: int) -> random.Random:
     return random.Random(f"mm1.synth/{seed}/{stream}/{index}")
 
 
-def _member(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
 def write_tar(path: Path, samples: Iterable[Sample]) -> None:
     """One shard: members `{key}.{ext}` grouped by sample, extensions sorted; written atomically."""
     tmp = path.with_name(path.name + ".tmp")
     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for key, members in samples:
-            if "." in key:
-                raise ValueError(f"sample key {key!r} must not contain '.' (webdataset splits on it)")
-            for ext in sorted(members):
-                data = members[ext]
-                tar.addfile(_member(f"{key}.{ext}", len(data)), io.BytesIO(data))
+            add_sample(tar, key, members)
     os.replace(tmp, path)
 
 

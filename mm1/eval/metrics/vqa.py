@@ -1,27 +1,31 @@
-"""VQA accuracy for one question, scored like the VQA evaluation script (`vqaEval.py`).
+"""VQA accuracy for one question, as the VQA evaluation script (`vqaEval.py`) scores it, and the
+exact match of single-answer tasks (GQA).
 
-Two copies of that script are in use and they differ; `protocol` picks one:
+Three versions of that script are in use and they differ; `protocol` picks one:
 
-- "openflamingo": the copy in OpenFlamingo's `open_flamingo/eval/vqa_metric.py` (also in LAVIS),
-  for comparing with numbers produced by those tools. Prediction and human answers have newlines and
-  tabs turned into spaces and are stripped; then, only if the stripped human answers are not all
-  identical, all of them and the prediction get `processPunctuation` and `processDigitArticle`.
-  So "Yes" against ten "yes" scores 0: no lower-casing happens in that case.
-- "vqa_api" (default): the official GT-Vision-Lab VQA API's `PythonEvaluationTools/vqaEvaluation/vqaEval.py`. The
-  prediction is always stripped and fully normalised; the human answers (taken as they are,
-  since the VQA annotation files hold normalised answers) get only `processPunctuation`, and
-  only when they are not all identical.
+- "official" (default): GT-Vision-Lab/VQA `PythonEvaluationTools/vqaEvaluation/vqaEval.py` as it
+  is now (commit a013f00, "Fixed processing answers bug", 2021). Prediction and human answers get
+  newlines and tabs turned into spaces and are stripped; then, only if the human answers are not
+  all identical, all of them and the prediction are normalised (`process_punctuation`, then
+  `process_digit_article`). When they are all identical, nothing else happens: "Yes" or "yes."
+  against ten "yes" scores 0.
+- "openflamingo": OpenFlamingo's copy, `open_flamingo/eval/vqa_metric.py` (commit 655f693): the
+  same stripping, then prediction and human answers are always normalised.
+- "official_2016": the official script before the 2021 fix (commit 458a8b2), which produced the
+  VQAv2 numbers of 2016-2021: the prediction is stripped and normalised; the human answers are
+  taken as they are and get only `process_punctuation`, and only when they are not all identical.
 
-Then, in both: for each human answer, count the *other* answers equal to the prediction,
-score min(1, count / 3), and average over the answers (10 in VQAv2): 1 match gives 0.3,
-2 give 0.6, 3 give 0.9, 4 or more give 1.0.
+Then, in all three: for each human answer, count the *other* answers equal to the prediction,
+score min(1, count / 3), and average over the answers (10 in VQAv2): 1 match gives 0.3, 2 give
+0.6, 3 give 0.9, 4 or more give 1.0. "Other" means every other answer record (VQAv2's answers
+each have their own answer_id), so leaving one out removes exactly one. With a single answer
+nothing is left to match: the formula scores 0 whatever the prediction, which is why one-answer
+tasks (GQA) are scored with `exact_match` instead.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-PROTOCOLS = ("openflamingo", "vqa_api")
 
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
           "`", ",", "?", "!"]
@@ -90,26 +94,51 @@ def vqa_normalize(text: str) -> str:
     return process_digit_article(process_punctuation(_strip(text)))
 
 
-def _prepare(prediction: str, answers: Sequence[str], protocol: str) -> tuple[str, list[str]]:
-    if protocol == "openflamingo":
-        gts = [_strip(a) for a in answers]
-        if len(set(gts)) > 1:
-            return vqa_normalize(prediction), [vqa_normalize(a) for a in gts]
-        return _strip(prediction), gts
-    if protocol == "vqa_api":
-        gts = list(answers)
-        if len(set(gts)) > 1:
-            gts = [process_punctuation(a) for a in gts]
-        return vqa_normalize(prediction), gts
-    raise ValueError(f"unknown VQA protocol {protocol!r}; expected one of {PROTOCOLS}")
+def _normalized(prediction: str, answers: list[str]) -> tuple[str, list[str]]:
+    return vqa_normalize(prediction), [vqa_normalize(a) for a in answers]
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str], *, protocol: str = "vqa_api") -> float:
+def _official(prediction: str, answers: Sequence[str]) -> tuple[str, list[str]]:
+    pred, gts = _strip(prediction), [_strip(a) for a in answers]
+    return _normalized(pred, gts) if len(set(gts)) > 1 else (pred, gts)
+
+
+def _openflamingo(prediction: str, answers: Sequence[str]) -> tuple[str, list[str]]:
+    return _normalized(prediction, list(answers))
+
+
+def _official_2016(prediction: str, answers: Sequence[str]) -> tuple[str, list[str]]:
+    gts = list(answers)
+    if len(set(gts)) > 1:
+        gts = [process_punctuation(a) for a in gts]
+    return vqa_normalize(prediction), gts
+
+
+_PROTOCOLS = {"official": _official, "openflamingo": _openflamingo, "official_2016": _official_2016}
+PROTOCOLS = tuple(_PROTOCOLS)
+
+
+def vqa_accuracy(prediction: str, answers: Sequence[str], *, protocol: str = "official") -> float:
     """Accuracy in [0, 1] of `prediction` against the human `answers` of one question."""
     if isinstance(answers, str) or not answers:
         raise ValueError("answers must be a non-empty list of strings (the human answers)")
-    pred, gts = _prepare(prediction, answers, protocol)
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"unknown VQA protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    pred, gts = _PROTOCOLS[protocol](prediction, answers)
     matches = sum(g == pred for g in gts)
     # Leave one out: each human answer in turn is set aside and the others are counted.
     accs = [min(1, float(matches - (g == pred)) / 3) for g in gts]
     return float(sum(accs)) / len(accs)
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 if the normalised prediction equals the normalised answer (any of them, if several), else 0.0.
+
+    GQA's own `eval.py` compares the prediction string with the one gold answer exactly, and expects
+    predictions already cleaned; a generation is cleaned here with the VQA normalisation
+    (`vqa_normalize`: case, punctuation, articles, number words, contractions), applied to both sides.
+    """
+    if isinstance(answers, str) or not answers:
+        raise ValueError("answers must be a non-empty list of strings (the gold answers)")
+    pred = vqa_normalize(prediction)
+    return float(any(vqa_normalize(a) == pred for a in answers))
