@@ -7,6 +7,7 @@ import sys
 
 from mm1 import failure
 from mm1.config import ConfigError, load_config
+from mm1.errors import CheckpointError
 
 EXIT_USAGE = 2  # a user's mistake (bad config, missing file, unknown name), reported in one line
 
@@ -18,9 +19,17 @@ def recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from mm1.data.loader import SkipRateExceeded
     from mm1.train.pretrain import pretrain
+    from mm1.train.trainer import NumericalFault, StoppedBySignal
 
-    pretrain(load_config(args.recipe, args.overrides), resume=args.resume)
+    try:
+        pretrain(load_config(args.recipe, args.overrides), resume=args.resume)
+    except StoppedBySignal as stop:  # a scheduler must not take an interrupted run for a finished one
+        return 128 + stop.signum
+    except (SkipRateExceeded, NumericalFault) as err:  # the run stopped itself: its message says why
+        print(f"mm1 pretrain: stopped: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -110,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         failure.record(err)
         print(f"mm1: config error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except CheckpointError as err:  # refused, incomplete, or holding another run: any command that reads one
+        failure.record(err)
+        print(f"mm1: checkpoint error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except getattr(args, "usage_errors", ()) as err:  # the mistakes a command reports without a traceback
         failure.record(err)

@@ -336,3 +336,26 @@ def test_training_loader_reads_all_three_converted_kinds(coco, tmp_path):
     batches = [batch for batch, _ in zip(loader, range(4))]
     assert {source for batch in batches for source in batch.sources} == {"cap", "doc", "txt"}
     assert sum(len(batch.images) for batch in batches) > 0 and not loader.skips()
+
+
+def test_converters_never_read_images_outside_the_image_root(tmp_path):
+    secret = encoded(noise(30), "PNG")
+    (tmp_path / "secret.png").write_bytes(secret)  # beside, not inside, the image roots below
+    inside = tmp_path / "root"
+    inside.mkdir()
+    (inside / "ok.png").write_bytes(encoded(noise(31), "PNG"))
+    (inside / "link.png").symlink_to(tmp_path / "secret.png")
+    names = ["ok.png", "../secret.png", str(tmp_path / "secret.png"), "link.png"]
+    images = [{"id": i, "file_name": name} for i, name in enumerate(names)]
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({"images": images, "annotations": [
+        {"image_id": i, "id": i, "caption": f"caption {i}"} for i in range(len(names))]}))
+    coco = convert_coco(captions, inside, ShardOptions(tmp_path / "coco", "cap"))
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"texts": ["look", None, None, None, None],
+                                                     "images": [None] + names}) + "\n")
+    docs = convert_obelics([tmp_path / "docs.jsonl"], ShardOptions(tmp_path / "docs", "doc"), image_root=inside)
+    assert coco.samples == 1 and coco.skipped["image_outside_root"] == 3
+    assert docs.images == 1 and docs.dropped_images["image_outside_root"] == 3
+    for shard in coco.shards + docs.shards:
+        with tarfile.open(shard) as tar:
+            assert all(tar.extractfile(m).read() != secret for m in tar.getmembers() if m.isfile())

@@ -79,3 +79,22 @@ def test_missing_shard_pattern_is_an_error_naming_it(tmp_path, tokenizer):
     cfg = config(tmp_path)
     with pytest.raises(ConfigError, match=r"data.sources.cap.shards: pattern 'cap/\*.tar' matches no shard file"):
         build_loader(cfg, tokenizer)
+
+
+def test_resume_after_a_shard_changed_names_it_and_goes_on(tmp_path, tokenizer, capfd):
+    write_caption_shards(tmp_path / "cap", shards=2, per_shard=7)
+    cfg = config(tmp_path, "train.batch_size=3", "data.packing=true", "data.seq_len=64")
+    first = build_loader(cfg, tokenizer)
+    stream = iter(first)
+    for _ in range(3):
+        next(stream)
+    state = first.state_dict()
+    assert state["slots"]["0"]["open_rows"]  # open rows are rebuilt from their shards on resume
+    write_caption_shards(tmp_path / "new", shards=2, per_shard=7, prefix="other")  # same size, other samples
+    for s in range(2):
+        (tmp_path / "new" / f"other-{s:06d}.tar").replace(tmp_path / "cap" / f"caption-{s:06d}.tar")
+    resumed = take_keys(build_loader(cfg, tokenizer, state=state), 3)
+    assert len(resumed) == 3  # training goes on
+    err = capfd.readouterr().err
+    assert "shard(s) changed since the checkpoint was saved" in err and "caption-00000" in err
+    assert "put the shard(s) back" in err

@@ -42,14 +42,14 @@ def losses(run) -> list[float]:
     return [r["loss"] for r in read_metrics(run) if "loss" in r]
 
 
-def stop_after(trainer, steps: int) -> None:
-    """Deliver SIGTERM to this process during step `steps` (as a scheduler would)."""
+def stop_after(trainer, steps: int, sig=signal.SIGTERM) -> None:
+    """Deliver `sig` to this process during step `steps` (as a scheduler, or Ctrl-C, would)."""
     calls = {"n": 0}
 
     def hook(module, args, output):
         calls["n"] += 1
         if calls["n"] == steps * trainer.cfg.train.grad_accum:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
 
     trainer.model.decoder.get_output_embeddings().register_forward_hook(hook)
 
@@ -61,8 +61,9 @@ def test_resume_gives_identical_losses(shard_root, tmp_path, extra):
 
     cfg = load_config(TINY, overrides(shard_root, tmp_path / "b", "train.steps=6", *extra))
     first = build_trainer(cfg)
-    stop_after(first, 3)
-    assert first.run() is False  # stopped by the signal, after a checkpoint
+    sig = signal.SIGINT if extra else signal.SIGTERM
+    stop_after(first, 3, sig)
+    assert first.run() is False and first.stopped_by == sig  # stopped by the signal, after a checkpoint
     first.close()
     assert latest_checkpoint(tmp_path / "b").name == "step_00000003"
     assert not (tmp_path / "b" / "checkpoint").exists()
@@ -70,20 +71,25 @@ def test_resume_gives_identical_losses(shard_root, tmp_path, extra):
     assert losses(tmp_path / "b") == losses(straight)  # bit-identical on CPU
 
 
-def test_save_killed_before_rename_leaves_previous_checkpoint(shard_root, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    cfg = load_config(TINY, overrides(shard_root, run, "train.steps=6", "train.checkpoint_every=2"))
+def fail_rename(monkeypatch, step: int) -> None:
+    """The rename of step `step`'s finished checkpoint fails, as a kill just before it would leave it."""
     real_replace = os.replace
 
     def failing_replace(src, dst):
-        if "step_00000004" in str(dst):
+        if f".tmp-step_{step:08d}" in str(src):
             raise OSError("injected failure between writing and renaming")
         return real_replace(src, dst)
 
     monkeypatch.setattr(state_module.os, "replace", failing_replace)
+
+
+def test_save_killed_before_rename_leaves_previous_checkpoint(shard_root, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    cfg = load_config(TINY, overrides(shard_root, run, "train.steps=6", "train.checkpoint_every=2"))
+    fail_rename(monkeypatch, 4)
     with pytest.raises(OSError, match="injected"):
         pretrain(cfg)
-    monkeypatch.setattr(state_module.os, "replace", real_replace)
+    monkeypatch.undo()
     assert latest_checkpoint(run).name == "step_00000002"
     pretrain(cfg, resume="auto")
     assert latest_checkpoint(run).name == "step_00000006"
@@ -125,7 +131,7 @@ def test_sigterm_on_the_command_line_checkpoints_and_resumes(shard_root, tmp_pat
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 128 + signal.SIGTERM, out  # a scheduler must not take it for a finished run
     assert "resume with: mm1 pretrain" in out
     stopped_at = int(latest_checkpoint(run).name.split("_")[1])
     assert 0 < stopped_at < 400

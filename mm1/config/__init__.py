@@ -34,7 +34,7 @@ from mm1.config.schema import (
     VisionConfig,
 )
 from mm1.config.tree import ConfigError, apply_override, build, dump_yaml, merge_trees, to_dict
-from mm1.config.validate import validate
+from mm1.config.validate import check_fields, validate
 
 __all__ = [
     "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "EvalConfig", "ModelConfig", "MoEConfig",
@@ -62,6 +62,7 @@ def config_from_dict(data: dict, overrides: list[str] = ()) -> Config:
     cfg = build(Config, _renamed(data))
     for item in overrides:
         apply_override(cfg, item)
+    check_fields(cfg)  # before derive, which divides by some of them
     derive(cfg)
     validate(cfg)
     return cfg

@@ -12,18 +12,29 @@ from typing import Optional, Union
 
 from mm1.eval.config import EvalConfig  # the evaluation settings, shared with mm1 eval and the grids
 
+RULES = (">0", ">=0", "[0,1]", "[0,1)")
+
+
+def checked(default, rule: str, factory: bool = False):
+    """A field whose numbers (a number, or each number of a list or mapping) must satisfy `rule`, one of
+    RULES; mm1.config.validate.check_fields checks it, and that every number of every field is finite."""
+    assert rule in RULES, rule
+    if factory:
+        return field(default_factory=default, metadata={"allowed": rule})
+    return field(default=default, metadata={"allowed": rule})
+
 
 @dataclass
 class VisionConfig:
     name: Optional[str] = None  # open_clip model name (e.g. ViT-L-14); None = build from the explicit dims below
     pretrained: Optional[str] = None  # open_clip pretrained tag or a local checkpoint file; None = random init
-    image_size: Optional[int] = None  # pixels; None = the named model's native size (64 for explicit dims);
+    image_size: Optional[int] = checked(None, ">0")  # pixels; None = the named model's native size (64 for explicit dims);
     # positional embeddings are interpolated when it differs from the checkpoint's
-    patch_size: int = 8  # explicit dims (used when name is None)
-    width: int = 128
-    layers: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
+    patch_size: int = checked(8, ">0")  # explicit dims (used when name is None)
+    width: int = checked(128, ">0")
+    layers: int = checked(4, ">0")
+    heads: int = checked(4, ">0")
+    mlp_ratio: float = checked(4.0, ">0")
     feature_layer: int = -1  # which transformer block's output feeds the connector (-1 = last, -2 = penultimate)
     freeze: bool = False  # freeze the encoder's weights
 
@@ -31,21 +42,21 @@ class VisionConfig:
 @dataclass
 class ConnectorConfig:
     kind: str = "c_abstractor"  # one of mm1.model.connectors.CONNECTORS
-    num_tokens: Optional[int] = 16  # image tokens per image (T); None = derived (mlp: all patches)
-    hidden: Optional[int] = None  # inner width (c_abstractor / attention_pool); None = the vision width
-    depth: int = 3  # RegNet bottleneck blocks per C-Abstractor stage
-    mlp_depth: int = 2  # layers of the projection MLP (avg_pool, mlp)
-    heads: int = 8  # attention heads of attention_pool
+    num_tokens: Optional[int] = checked(16, ">0")  # image tokens per image (T); None = derived (mlp: all patches)
+    hidden: Optional[int] = checked(None, ">0")  # inner width (c_abstractor / attention_pool); None = the vision width
+    depth: int = checked(3, ">0")  # RegNet bottleneck blocks per C-Abstractor stage
+    mlp_depth: int = checked(2, ">0")  # layers of the projection MLP (avg_pool, mlp)
+    heads: int = checked(8, ">0")  # attention heads of attention_pool
 
 
 @dataclass
 class MoEConfig:
-    num_experts: int = 8
-    every: int = 2  # every k-th decoder layer gets an MoE feed-forward (layers k-1, 2k-1, ...)
-    top_k: int = 2
-    aux_loss_coef: float = 0.01  # load-balancing loss
-    z_loss_coef: float = 0.001  # router z-loss
-    capacity_factor: Optional[float] = None  # None = dropless routing
+    num_experts: int = checked(8, ">0")
+    every: int = checked(2, ">0")  # every k-th decoder layer gets an MoE feed-forward (layers k-1, 2k-1, ...)
+    top_k: int = checked(2, ">0")
+    aux_loss_coef: float = checked(0.01, ">=0")  # load-balancing loss
+    z_loss_coef: float = checked(0.001, ">=0")  # router z-loss
+    capacity_factor: Optional[float] = checked(None, ">0")  # None = dropless routing
     init: str = "upcycle"  # upcycle (experts copy the dense FFN) | random
     experts_impl: str = "auto"  # loop (one expert at a time) | grouped (torch._grouped_mm, no host sync) |
     # auto (grouped where torch has it and the widths are 16-byte aligned, else loop)
@@ -55,15 +66,15 @@ class MoEConfig:
 class DecoderConfig:
     arch: str = "llama"  # one of mm1.model.decoder.ARCHS (ignored when `pretrained` is set)
     pretrained: Optional[str] = None  # local Hugging Face model directory; None = random init from the dims below
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: Optional[int] = None  # None = num_heads
-    intermediate_size: Optional[int] = None  # None = 8/3 * hidden_size rounded up to a multiple of 64
-    vocab_size: Optional[int] = None  # None = the tokenizer's size
-    max_position_embeddings: Optional[int] = None  # None = data.seq_len
+    hidden_size: int = checked(256, ">0")
+    num_layers: int = checked(4, ">0")
+    num_heads: int = checked(4, ">0")
+    num_kv_heads: Optional[int] = checked(None, ">0")  # None = num_heads
+    intermediate_size: Optional[int] = checked(None, ">0")  # None = 8/3 * hidden_size rounded up to a multiple of 64
+    vocab_size: Optional[int] = checked(None, ">0")  # None = the tokenizer's size
+    max_position_embeddings: Optional[int] = checked(None, ">0")  # None = data.seq_len
     tie_embeddings: bool = False
-    rope_theta: float = 10000.0
+    rope_theta: float = checked(10000.0, ">0")
     moe: Optional[MoEConfig] = None  # None = dense decoder
     attention: str = "auto"  # packed rows: dense (L x L mask) | flex (FlexAttention block mask) | docs (padded
     # documents, causal SDPA) | varlen (flash varlen, CUDA) | auto (CUDA: varlen, else flex; CPU: docs for rows
@@ -93,12 +104,12 @@ class SourceConfig:
 @dataclass
 class SynthConfig:
     seed: int = 0
-    caption_samples: int = 6000
-    interleaved_samples: int = 3000
-    text_samples: int = 3000
-    eval_samples: int = 500  # per held-out eval set
-    samples_per_shard: int = 1000
-    image_size: int = 64  # rendered resolution
+    caption_samples: int = checked(6000, ">0")
+    interleaved_samples: int = checked(3000, ">0")
+    text_samples: int = checked(3000, ">0")
+    eval_samples: int = checked(500, ">0")  # per held-out eval set
+    samples_per_shard: int = checked(1000, ">0")
+    image_size: int = checked(64, ">0")  # rendered resolution
 
 
 @dataclass
@@ -106,47 +117,49 @@ class DataConfig:
     root: str = "data/synth"  # folder that relative shard patterns resolve against
     synth: Optional[SynthConfig] = None  # when set, generate the embedded corpus into `root` if it is missing
     sources: dict[str, SourceConfig] = field(default_factory=dict)
-    mixture: dict[str, float] = field(default_factory=dict)  # source name -> weight (normalised)
-    seq_len: int = 128  # tokens per training sequence
+    mixture: dict[str, float] = checked(dict, ">=0", factory=True)  # source name -> weight (normalised)
+    seq_len: int = checked(128, ">0")  # tokens per training sequence
     packing: bool = True  # pack several documents per sequence (attention never crosses documents)
-    max_images_per_seq: int = 4
-    num_workers: int = 0  # dataloader worker processes
-    max_skip_rate: float = 0.05  # stop the run when more than this share of samples is unusable
+    max_images_per_seq: int = checked(4, ">0")
+    num_workers: int = checked(0, ">=0")  # dataloader worker processes
+    max_skip_rate: float = checked(0.05, "[0,1]")  # stop the run when more than this share of samples is unusable
+    max_damaged_shard_rate: float = checked(0.1, "[0,1]")  # stop the run when more than this share of
+    # shard reads ends early on a damaged (cut short, unreadable) shard
     seed: int = 0
 
 
 @dataclass
 class OptimConfig:
-    lr: Union[float, str] = "auto"  # peak lr, or "auto" = MM1's law exp(-0.4214 ln N - 0.5535), N = non-embedding params
-    weight_decay: Optional[float] = None  # None = 0.1 * lr (MM1)
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1e-8
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
-    grad_clip: float = 1.0
+    lr: Union[float, str] = checked("auto", ">0")  # peak lr, or "auto" = MM1's law exp(-0.4214 ln N - 0.5535), N = non-embedding params
+    weight_decay: Optional[float] = checked(None, ">=0")  # None = 0.1 * lr (MM1)
+    betas: list[float] = checked(lambda: [0.9, 0.95], "[0,1)", factory=True)
+    eps: float = checked(1e-8, ">0")
+    warmup_steps: int = checked(20, ">=0")
+    min_lr_ratio: float = checked(0.1, "[0,1]")  # cosine decays to this fraction of the peak
+    grad_clip: float = checked(1.0, ">0")
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 100  # optimizer steps
-    batch_size: int = 16  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    global_batch_size: Optional[int] = None  # sequences per step over all processes; sets grad_accum at launch
+    steps: int = checked(100, ">0")  # optimizer steps
+    batch_size: int = checked(16, ">0")  # sequences per micro-batch
+    grad_accum: int = checked(1, ">0")  # micro-batches per optimizer step
+    global_batch_size: Optional[int] = checked(None, ">0")  # sequences per step over all processes; sets grad_accum at launch
     precision: str = "auto"  # auto | bf16 | fp32 (auto = bf16 autocast on GPUs that support it, else fp32)
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
-    log_every: int = 10
-    threads: Optional[int] = None  # torch CPU threads; None = torch's default
-    checkpoint_every: int = 0  # optimizer steps between full-state checkpoints; 0 = only at the end
-    keep_checkpoints: int = 2  # how many full-state checkpoints to keep (the newest)
-    max_bad_steps: int = 5  # consecutive non-finite losses / gradient norms before the run stops
+    log_every: int = checked(10, ">0")
+    threads: Optional[int] = checked(None, ">0")  # torch CPU threads; None = torch's default
+    checkpoint_every: int = checked(0, ">=0")  # optimizer steps between full-state checkpoints; 0 = only at the end
+    keep_checkpoints: int = checked(2, ">0")  # how many full-state checkpoints to keep (the newest)
+    max_bad_steps: int = checked(5, ">0")  # consecutive non-finite losses / gradient norms before the run stops
     deterministic: bool = False  # torch deterministic algorithms (bit-identical resume on CPU)
 
 
 @dataclass
 class ParallelConfig:
     strategy: str = "auto"  # auto (fsdp when launched on >1 process, else none) | none | ddp | fsdp
-    dp_replicate: int = 1  # FSDP2 replicas (hybrid sharding when both > 1)
+    dp_replicate: int = checked(1, ">0")  # FSDP2 replicas (hybrid sharding when both > 1)
     dp_shard: int = -1  # ranks each replica is sharded over; -1 = world_size / dp_replicate
     activation_checkpointing: bool = False  # recompute decoder layers and vision blocks in backward
     compile: bool = False  # torch.compile each decoder layer and vision block

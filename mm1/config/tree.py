@@ -32,6 +32,7 @@ def build(cls: type, data: Any, path: str = "") -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path or '<root>'}: expected a mapping, got {data!r}")
+    _check_keys(data, path)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
@@ -73,7 +74,8 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         _, item = typing.get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return {str(k): coerce(item, v, _join(path, str(k))) for k, v in value.items()}
+        _check_keys(value, path)
+        return {k: coerce(item, v, _join(path, k)) for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):  # YAML reads 3e-4 (no dot) as a string
@@ -95,7 +97,7 @@ def apply_override(cfg: Any, dotted: str) -> None:
     if "=" not in dotted:
         raise ConfigError(f"override {dotted!r}: expected key.path=value")
     key, raw = dotted.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = _parse_value(key.strip(), raw)
     parts = key.strip().split(".")
     node, path = cfg, ""
     for i, part in enumerate(parts):
@@ -121,6 +123,24 @@ def apply_override(cfg: Any, dotted: str) -> None:
         else:
             raise ConfigError(f"{path}: is a {type(node).__name__}, it has no key {part!r}")
         path = _join(path, part)
+
+
+def _parse_value(key: str, raw: str) -> Any:
+    """An override's value, parsed as plain YAML (no python tags)."""
+    if not raw.strip():
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        reason = str(err).replace("\n", " ")
+        raise ConfigError(f"{key}: {raw!r} is not a plain YAML value ({reason}); allowed: a number, a string, "
+                          f"true/false, null, [a list] or {{a: mapping}}") from None
+
+
+def _check_keys(data: dict, path: str) -> None:
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path or '<root>'}: key {bad[0]!r} is a {type(bad[0]).__name__}; allowed: string keys")
 
 
 def _optional_inner(tp: Any) -> Any:

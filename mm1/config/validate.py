@@ -1,7 +1,9 @@
 """All cross-field checks, in one place. Each raises ConfigError with the key path."""
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 
 from mm1.config.derive import grid_side
 from mm1.config.schema import Config
@@ -28,7 +30,54 @@ def _positive(path: str, value) -> None:
         raise ConfigError(f"{path}: must be > 0, got {value!r}")
 
 
+RULE_TEXT = {">0": "a number > 0", ">=0": "a number >= 0", "[0,1]": "a number in [0, 1]",
+             "[0,1)": "a number in [0, 1)"}
+RULE_TEST = {">0": lambda v: v > 0, ">=0": lambda v: v >= 0, "[0,1]": lambda v: 0 <= v <= 1,
+             "[0,1)": lambda v: 0 <= v < 1}
+
+
+def check_fields(node, path: str = "") -> None:
+    """Every number of the typed tree: finite, and within its field's `allowed` rule (schema metadata)."""
+    for f in dataclasses.fields(node):
+        _check_value(f"{path}.{f.name}" if path else f.name, getattr(node, f.name), f.metadata.get("allowed"))
+
+
+def _check_value(path: str, value, rule) -> None:
+    if dataclasses.is_dataclass(value):
+        check_fields(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(f"{path}.{key}", item, rule)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_value(f"{path}[{i}]", item, rule)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: a finite number")
+        if rule is not None and not RULE_TEST[rule](value):
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {RULE_TEXT[rule]}")
+
+
+def check_pretrained_paths(cfg: Config) -> None:
+    """Local files a run reads: checked before anything is built (an open_clip tag is not a path)."""
+    v, d, t = cfg.model.vision, cfg.model.decoder, cfg.model.tokenizer
+    if v.pretrained and _looks_like_path(v.pretrained) and not os.path.isfile(v.pretrained):
+        raise ConfigError(f"model.vision.pretrained: {v.pretrained!r} is no file; allowed: an open_clip "
+                          f"pretrained tag or a local checkpoint file")
+    if d.pretrained and not os.path.isdir(d.pretrained):
+        raise ConfigError(f"model.decoder.pretrained: {d.pretrained!r} is no folder; allowed: a local Hugging "
+                          f"Face model directory, or null for a random init")
+    if t.kind == "pretrained" and t.path and not os.path.isdir(t.path):
+        raise ConfigError(f"model.tokenizer.path: {t.path!r} is no folder; allowed: a local Hugging Face "
+                          f"tokenizer directory")
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or name.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
 def validate(cfg: Config) -> None:
+    check_fields(cfg)
     _validate_vision(cfg)
     _validate_connector(cfg)
     _validate_decoder(cfg)
@@ -40,8 +89,6 @@ def validate(cfg: Config) -> None:
 
 def _validate_vision(cfg: Config) -> None:
     v = cfg.model.vision
-    for key in ("image_size", "patch_size", "width", "layers", "heads"):
-        _positive(f"model.vision.{key}", getattr(v, key))
     if v.image_size % v.patch_size:
         raise ConfigError(
             f"model.vision.image_size: {v.image_size} is not a multiple of model.vision.patch_size ({v.patch_size})"
@@ -89,12 +136,14 @@ def _validate_decoder(cfg: Config) -> None:
     d = cfg.model.decoder
     if d.pretrained is None:
         _choice("model.decoder.arch", d.arch, sorted(ARCHS))
-        for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
-            _positive(f"model.decoder.{key}", getattr(d, key))
         if d.hidden_size % d.num_heads:
             raise ConfigError(
                 f"model.decoder.num_heads: {d.num_heads} does not divide model.decoder.hidden_size ({d.hidden_size})"
             )
+        if (d.hidden_size // d.num_heads) % 2:
+            raise ConfigError(f"model.decoder.num_heads: {d.num_heads} gives an odd head dim "
+                              f"({d.hidden_size // d.num_heads}), which rotary embeddings cannot split; allowed: "
+                              f"a divisor of model.decoder.hidden_size ({d.hidden_size}) that leaves an even head dim")
         if d.num_heads % d.num_kv_heads:
             raise ConfigError(
                 f"model.decoder.num_kv_heads: {d.num_kv_heads} does not divide model.decoder.num_heads ({d.num_heads})"
@@ -125,24 +174,17 @@ def _validate_moe(cfg: Config) -> None:
     d, moe = cfg.model.decoder, cfg.model.decoder.moe
     if moe is None:
         return
-    _positive("model.decoder.moe.num_experts", moe.num_experts)
     if not 1 <= moe.top_k <= moe.num_experts:
         raise ConfigError(f"model.decoder.moe.top_k: {moe.top_k} is out of range; "
                           f"allowed: 1..{moe.num_experts} (model.decoder.moe.num_experts)")
     if d.pretrained is None and not 1 <= moe.every <= d.num_layers:  # a pretrained decoder is checked on load
         raise ConfigError(f"model.decoder.moe.every: {moe.every} is out of range; "
                           f"allowed: 1..{d.num_layers} (model.decoder.num_layers)")
-    _positive("model.decoder.moe.every", moe.every)
     _choice("model.decoder.moe.init", moe.init, MOE_INITS)
     _choice("model.decoder.moe.experts_impl", moe.experts_impl, MOE_IMPLS)
     if moe.experts_impl == "grouped" and cfg.train.device == "cuda" and cfg.train.precision == "fp32":
         raise ConfigError("model.decoder.moe.experts_impl: 'grouped' (torch._grouped_mm) needs bf16 on a GPU; "
                           "train.precision is 'fp32'; allowed with fp32: auto, loop")
-    if moe.capacity_factor is not None:
-        _positive("model.decoder.moe.capacity_factor", moe.capacity_factor)
-    for key in ("aux_loss_coef", "z_loss_coef"):
-        if getattr(moe, key) < 0:
-            raise ConfigError(f"model.decoder.moe.{key}: must be >= 0, got {getattr(moe, key)}")
 
 
 def _validate_data(cfg: Config) -> None:
@@ -156,44 +198,26 @@ def _validate_data(cfg: Config) -> None:
     for name, weight in data.mixture.items():
         if name not in data.sources:
             raise ConfigError(f"data.mixture.{name}: no such source; allowed: {', '.join(data.sources)}")
-        if weight < 0:
-            raise ConfigError(f"data.mixture.{name}: weight must be >= 0, got {weight}")
     if sum(data.mixture.values()) <= 0:
         raise ConfigError("data.mixture: the weights must sum to more than 0")
-    _positive("data.max_images_per_seq", data.max_images_per_seq)
     tokens = cfg.model.connector.num_tokens
     if data.seq_len < tokens + 8:
         raise ConfigError(
             f"data.seq_len: {data.seq_len} cannot hold one image of {tokens} tokens plus text; "
             f"allowed: at least {tokens + 8}"
         )
-    if data.num_workers < 0:
-        raise ConfigError(f"data.num_workers: must be >= 0, got {data.num_workers}")
 
 
 def _validate_optim_train(cfg: Config) -> None:
     o, t = cfg.optim, cfg.train
-    if isinstance(o.lr, str):
+    if isinstance(o.lr, str):  # numbers are checked by their field rule
         _choice("optim.lr", o.lr, ["auto", "<a positive number>"])
-    else:
-        _positive("optim.lr", o.lr)
-    if o.weight_decay is not None and o.weight_decay < 0:
-        raise ConfigError(f"optim.weight_decay: must be >= 0, got {o.weight_decay}")
-    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+    if len(o.betas) != 2:
         raise ConfigError(f"optim.betas: expected two numbers in [0, 1), got {o.betas}")
-    if not 0 <= o.min_lr_ratio <= 1:
-        raise ConfigError(f"optim.min_lr_ratio: must be in [0, 1], got {o.min_lr_ratio}")
-    if o.warmup_steps < 0:
-        raise ConfigError(f"optim.warmup_steps: must be >= 0, got {o.warmup_steps}")
-    for key in ("steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "max_bad_steps"):
-        _positive(f"train.{key}", getattr(t, key))
-    if t.checkpoint_every < 0:
-        raise ConfigError(f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
     _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.device", t.device, DEVICES)
     par = cfg.parallel
     _choice("parallel.strategy", par.strategy, STRATEGIES)
-    _positive("parallel.dp_replicate", par.dp_replicate)
     if par.dp_shard != -1 and par.dp_shard <= 0:
         raise ConfigError(f"parallel.dp_shard: must be -1 (all remaining ranks) or > 0, got {par.dp_shard}")
 

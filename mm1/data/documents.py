@@ -89,7 +89,7 @@ def interleaved_document(sample: dict, source: str, skips: Counter) -> Optional[
         meta = json.loads(sample["json"])
         texts, images = meta["texts"], meta["images"]
         assert isinstance(texts, list) and isinstance(images, list) and len(texts) == len(images)
-    except (KeyError, ValueError, AssertionError, TypeError):
+    except (KeyError, ValueError, AssertionError, TypeError, RecursionError):  # nested too deep: RecursionError
         skips["bad_document"] += 1
         return None
     segments: list[Segment] = []

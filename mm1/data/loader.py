@@ -11,7 +11,9 @@ loader continues with the next unseen sample.
 """
 from __future__ import annotations
 
+import os
 import random
+import sys
 from collections import Counter
 from typing import Iterator, Optional
 
@@ -35,11 +37,13 @@ class SourceReader:
         self.epoch, self.shard, self.offset = state.get("epoch", 0), state.get("shard", 0), state.get("offset", 0)
         self.skips = Counter(state.get("skips", {}))
         self.read = state.get("read", 0)  # raw samples read, for the skip rate
+        self.shards_done = state.get("shards_done", 0)  # shard reads finished, for the damaged-shard rate
+        self.damaged = Counter(state.get("damaged", {}))  # shard path -> reads that ended early
         self._docs = self._iterate()
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "shard": self.shard, "offset": self.offset, "skips": dict(self.skips),
-                "read": self.read}
+                "read": self.read, "shards_done": self.shards_done, "damaged": dict(self.damaged)}
 
     def __next__(self) -> Document:
         return next(self._docs)
@@ -54,7 +58,8 @@ class SourceReader:
             fresh, produced = self.shard == 0 and self.offset == 0, 0
             order = self._order()
             while self.shard < len(order):
-                for index, sample in enumerate(read_shard(order[self.shard], self.skips)):
+                damaged = Counter()
+                for index, sample in enumerate(read_shard(order[self.shard], damaged)):
                     if index < self.offset:
                         continue
                     self.offset = index + 1
@@ -62,14 +67,23 @@ class SourceReader:
                     doc = self.decode(sample, self.name, self.skips)
                     if doc is not None:
                         produced += 1
-                        doc.origin = {"source": self.name, "epoch": self.epoch, "shard": self.shard, "offset": index}
+                        doc.origin = {"source": self.name, "epoch": self.epoch, "shard": self.shard, "offset": index,
+                                      "key": sample.get("__key__")}
                         yield doc
-                self.shard, self.offset = self.shard + 1, 0
+                self._finish_shard(order[self.shard], damaged)
             if fresh and produced == 0:
-                raise RuntimeError(
-                    f"data.sources.{self.name}: no usable sample in {len(order)} shard(s); skipped: {dict(self.skips)}"
-                )
+                damaged = f"; damaged shards: {sorted(self.damaged)}" if self.damaged else ""
+                raise SkipRateExceeded(f"data.sources.{self.name}: no usable sample in {len(order)} shard(s); "
+                                       f"skipped: {dict(self.skips)}{damaged}")
             self.epoch, self.shard = self.epoch + 1, 0
+
+    def _finish_shard(self, path: str, damaged: Counter) -> None:
+        if damaged:
+            self.damaged[path] += 1
+            print(f"mm1: data.sources.{self.name}: shard {path} is damaged (cut short or unreadable) after sample "
+                  f"{self.offset}; the rest of it is skipped (see shards/damaged in metrics.jsonl)", file=sys.stderr)
+        self.shards_done += 1
+        self.shard, self.offset = self.shard + 1, 0
 
 
 class MixedBatches(IterableDataset):
@@ -108,8 +122,8 @@ class MixedBatches(IterableDataset):
         readers = self._readers(slot, slots, saved.get("sources", {}))
         mixer = Mixer(self.cfg.data.mixture, self.cfg.data.seed * 1000 + slot, saved.get("draws", 0))
         rows_per_batch, data = self.cfg.train.batch_size, self.cfg.data
-        packer = Packer(data.seq_len, rows_per_batch, self._reread(saved.get("open_rows", []), readers),
-                        max_images=data.max_images_per_seq)
+        open_rows = [row for row in self._reread(saved.get("open_rows", []), readers) if row]
+        packer = Packer(data.seq_len, rows_per_batch, open_rows, max_images=data.max_images_per_seq)
         # the remaining chunks of the document being consumed
         pending_origins = saved.get("pending", [])
         pending = self._reread([pending_origins], readers)[0] if pending_origins else []
@@ -132,25 +146,41 @@ class MixedBatches(IterableDataset):
             yield batch
 
     def _reread(self, rows: list[list[dict]], readers: dict[str, SourceReader]) -> list[list[Example]]:
-        """Rebuild the open rows of a saved position by reading their documents again."""
-        found = self._examples_at([o for row in rows for o in row], readers)
-        return [[found[_origin_key(o)] for o in row] for row in rows if row]
+        """Rebuild the open rows of a saved position by reading their documents again. A document whose
+        shard changed since the save (another sample at its place, or none) is dropped with a warning."""
+        origins = [o for row in rows for o in row]
+        found = self._examples_at(origins, readers)
+        lost = [o for o in origins if _origin_key(o) not in found]
+        if lost:
+            changed = sorted({self._shard_path(o, readers) for o in lost})
+            print(f"mm1: shard(s) changed since the checkpoint was saved: {', '.join(changed)}; {len(lost)} "
+                  f"example(s) of the saved data position are not there any more and are dropped. Training goes "
+                  f"on, but not as an exact continuation: put the shard(s) back as they were to get one",
+                  file=sys.stderr)
+        return [[found[_origin_key(o)] for o in row if _origin_key(o) in found] for row in rows]
+
+    def _shard_path(self, origin: dict, readers: dict[str, SourceReader]) -> str:
+        reader = readers[origin["source"]]
+        order = SourceReader(origin["source"], self.cfg.data.sources[origin["source"]].kind, reader.shards,
+                             reader.seed, {"epoch": origin["epoch"]})._order()
+        return order[origin["shard"]] if origin["shard"] < len(order) else f"{origin['source']} shard {origin['shard']}"
 
     def _examples_at(self, origins: list[dict], readers: dict[str, SourceReader]) -> dict[tuple, Example]:
-        """Read each shard holding a wanted document once, up to the last wanted sample."""
-        wanted: dict[tuple, set] = {}
+        """Read each shard holding a wanted document once, up to the last wanted sample; a sample is taken
+        only if it is still the one that was read there (same key)."""
+        wanted: dict[tuple, dict] = {}
         for o in origins:
-            wanted.setdefault((o["source"], o["epoch"], o["shard"]), set()).add(o["offset"])
+            wanted.setdefault((o["source"], o["epoch"], o["shard"]), {})[o["offset"]] = o.get("key")
         found: dict[tuple, Example] = {}
         for (source, epoch, shard), offsets in wanted.items():
-            reader = readers[source]
-            order = SourceReader(source, self.cfg.data.sources[source].kind, reader.shards, reader.seed,
-                                 {"epoch": epoch})._order()
+            path = self._shard_path({"source": source, "epoch": epoch, "shard": shard}, readers)
             decode = DECODERS[self.cfg.data.sources[source].kind]
-            for index, sample in enumerate(read_shard(order[shard], Counter())):
-                if index in offsets:
-                    doc = decode(sample, source, Counter())
-                    doc.origin = {"source": source, "epoch": epoch, "shard": shard, "offset": index}
+            for index, sample in enumerate(read_shard(path, Counter()) if os.path.isfile(path) else []):
+                same = index in offsets and offsets[index] in (None, sample.get("__key__"))  # None: saved without
+                doc = decode(sample, source, Counter()) if same else None
+                if doc is not None:
+                    doc.origin = {"source": source, "epoch": epoch, "shard": shard, "offset": index,
+                                  "key": sample.get("__key__")}
                     for chunk in self.builder(doc):
                         found[_origin_key(chunk.origin)] = chunk
                 if index >= max(offsets):
@@ -190,7 +220,21 @@ class Loader:
         return total
 
     def samples_read(self) -> int:
-        return sum(src.get("read", 0) for pos in self.state["slots"].values() for src in pos["sources"].values())
+        return self._sum_sources("read")
+
+    def shards_done(self) -> int:
+        return self._sum_sources("shards_done")
+
+    def damaged_shards(self) -> Counter:
+        """Shard path -> reads of it that ended early, over every slot."""
+        total: Counter = Counter()
+        for position in self.state["slots"].values():
+            for source in position["sources"].values():
+                total.update(source.get("damaged", {}))
+        return total
+
+    def _sum_sources(self, key: str) -> int:
+        return sum(src.get(key, 0) for pos in self.state["slots"].values() for src in pos["sources"].values())
 
 
 class SkipRateExceeded(RuntimeError):
@@ -204,6 +248,19 @@ def check_skip_rate(loader: Loader, limit: float, min_samples: int = 200) -> Non
         raise SkipRateExceeded(
             f"{skipped} of {read} samples were skipped ({skipped / read:.1%} > data.max_skip_rate = {limit:.1%}); "
             f"by reason: {dict(skips)}"
+        )
+
+
+def check_damaged_shards(loader: Loader, limit: float) -> None:
+    """Shards cut short or unreadable are counted per shard read, apart from bad samples: a damaged shard
+    loses every sample after the damage, so a few of them can mean training on part of the data."""
+    done, damaged = loader.shards_done(), loader.damaged_shards()
+    if done and sum(damaged.values()) > limit * done:
+        names = ", ".join(sorted(damaged)[:5]) + (" ..." if len(damaged) > 5 else "")
+        raise SkipRateExceeded(
+            f"{sum(damaged.values())} of {done} shard reads ended early on a damaged shard "
+            f"({sum(damaged.values()) / done:.1%} > data.max_damaged_shard_rate = {limit:.1%}): {names}; "
+            f"re-download or re-write them, or remove them from data.sources"
         )
 
 

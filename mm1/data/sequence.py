@@ -44,6 +44,11 @@ class SequenceBuilder:
         self.seq_len = seq_len
         self.max_images = max_images
 
+    def encode_text(self, text: str) -> list[int]:
+        """Text from the data as plain words: "<image>" or "</s>" written in a caption is no special token
+        (special tokens come only from the structure of a document)."""
+        return self.tok.encode(text, add_special_tokens=False, split_special_tokens=True)
+
     def pieces(self, doc: Document) -> list:
         """The document as a list of token lists (text) and images, in order."""
         out: list = [[self.tok.bos_token_id]]
@@ -53,7 +58,7 @@ class SequenceBuilder:
                 out.append(seg)
                 after_image = True
             else:
-                out.append(self.tok.encode(seg, add_special_tokens=False) + ([self.eoc_id] if after_image else []))
+                out.append(self.encode_text(seg) + ([self.eoc_id] if after_image else []))
                 after_image = False
         out.append([self.tok.eos_token_id])
         return out

@@ -33,14 +33,30 @@ def resolve_shards(patterns: list[str], root: str, key_path: str) -> list[str]:
     return shards
 
 
-def read_shard(url: str, skips: Counter) -> Iterator[dict]:
-    """Raw samples ({"__key__", ext: bytes, ...}) of one tar; a broken tar is counted and ends the shard."""
+def read_shard(url: str, damaged: Counter) -> Iterator[dict]:
+    """Raw samples ({"__key__", ext: bytes, ...}) of one tar. A tar that is cut short or unreadable is
+    counted under its path in `damaged` (once per read) and read up to the damage."""
 
     def handler(exc: Exception) -> bool:
-        skips["broken_tar"] += 1
-        return False  # stop reading this shard; the samples before the damage were kept
+        damaged[url] = 1
+        return False  # stop reading this shard
 
+    if url.endswith(".tar") and not intact_end(url):  # (a compressed shard is checked by its decompressor)
+        damaged[url] = 1
     yield from tarfile_samples([{"url": url}], handler=handler)
+
+
+def intact_end(path: str) -> bool:
+    """A tar ends with two zero blocks (its end-of-archive marker); a file cut short, even between two
+    members (which the tar reader takes for a normal end), does not."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 1024))
+            tail = f.read()
+    except OSError:
+        return False
+    return size % 512 == 0 and len(tail) == 1024 and not tail.strip(b"\0")
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:

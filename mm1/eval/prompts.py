@@ -23,6 +23,8 @@ Demo selection:
 from __future__ import annotations
 
 import random
+import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from mm1.data.image import preprocess
 from mm1.eval.loaders import EvalSample
 from mm1.eval.tasks import PromptSpec
-from mm1.tokenizer import IMAGE_TOKEN
+from mm1.tokenizer import END_OF_CHUNK, IMAGE_TOKEN
 
 
 class SampleError(Exception):
@@ -52,9 +54,17 @@ def load_pixels(path: Path, size: int) -> torch.Tensor:
 
 @dataclass
 class PromptText:
-    text: str  # the prompt with one IMAGE_TOKEN per image
+    segments: list[tuple[str, bool]]  # (text, is a structural special token) in order
     images: list[Path]  # image files in order of appearance (demos first, the query last)
     demo_ids: list[str]
+
+    @property
+    def text(self) -> str:
+        """The prompt with one IMAGE_TOKEN per image."""
+        return "".join(text for text, _ in self.segments)
+
+
+STRUCTURE = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(END_OF_CHUNK)})")
 
 
 def _fields(sample: EvalSample, with_answer: bool) -> dict[str, str]:
@@ -62,27 +72,51 @@ def _fields(sample: EvalSample, with_answer: bool) -> dict[str, str]:
     return {"question": (sample.question or "").strip(), "answer": first, "caption": first}
 
 
+def _render(template: str, fields: dict[str, str], text_only: bool = False) -> list[tuple[str, bool]]:
+    """A template filled in: its own IMAGE_TOKEN / END_OF_CHUNK are special tokens (dropped images when
+    `text_only`); the values of its fields are data, plain text whatever they hold."""
+    out = []
+    for literal, name, fmt, _ in string.Formatter().parse(template):
+        for i, part in enumerate(STRUCTURE.split(literal)):
+            if part and not (text_only and part == IMAGE_TOKEN):
+                out.append((part, i % 2 == 1))
+        if name is not None:
+            out.append((format(fields[name], fmt or ""), False))
+    return out
+
+
+def _image_markers(segments: list[tuple[str, bool]]) -> int:
+    return sum(special and text == IMAGE_TOKEN for text, special in segments)
+
+
 def build_prompt(spec: PromptSpec, demos: list[EvalSample], query: EvalSample, text_only: bool = False) -> PromptText:
-    """Demonstrations (with images unless `text_only`) then the query, as text plus image list."""
-    parts, images = [], []
+    """Demonstrations (with images unless `text_only`) then the query, as segments plus image list."""
+    segments, images = [], []
     for demo in demos:
-        text = spec.demo.format_map(_fields(demo, with_answer=True))
-        if text_only:
-            text = text.replace(IMAGE_TOKEN, "")
-        else:
-            images += [demo.image] * text.count(IMAGE_TOKEN)
-        parts.append(text + spec.separator)
-    query_text = spec.query.format_map(_fields(query, with_answer=False))
-    images += [query.image] * query_text.count(IMAGE_TOKEN)
-    return PromptText("".join(parts) + query_text, images, [d.id for d in demos])
+        part = _render(spec.demo, _fields(demo, with_answer=True), text_only)
+        images += [demo.image] * _image_markers(part)
+        segments += part + _render(spec.separator, {})
+    query_part = _render(spec.query, _fields(query, with_answer=False))
+    images += [query.image] * _image_markers(query_part)
+    return PromptText(segments + query_part, images, [d.id for d in demos])
 
 
-def encode_prompt(tokenizer, text: str, num_images: int, tokens_per_image: int) -> list[int]:
-    """Prompt text -> ids with <s> first and each IMAGE_TOKEN expanded to `tokens_per_image` ids."""
+def encode_prompt(tokenizer, segments: list[tuple[str, bool]], num_images: int, tokens_per_image: int) -> list[int]:
+    """Prompt segments -> ids with <s> first and each IMAGE_TOKEN expanded to `tokens_per_image` ids.
+    Text between structural tokens is encoded as plain text: a question holding "<image>" stays words."""
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     ids = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
-    for token in tokenizer.encode(text, add_special_tokens=False):
-        ids += [token] * (tokens_per_image if token == image_id else 1)
+    run = ""
+    for text, special in [*segments, ("", True)]:
+        if not special:
+            run += text
+            continue
+        if run:
+            ids += tokenizer.encode(run, add_special_tokens=False, split_special_tokens=True)
+            run = ""
+        if text:
+            token = tokenizer.convert_tokens_to_ids(text)
+            ids += [token] * (tokens_per_image if token == image_id else 1)
     runs = ids.count(image_id) // tokens_per_image
     if runs != num_images:
         raise ValueError(f"prompt has {runs} {IMAGE_TOKEN} markers but {num_images} images")

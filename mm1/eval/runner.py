@@ -153,7 +153,7 @@ class Prompter:
             raise ValueError(f"task {self.spec.name}: no demonstrations available (no demo has an image file)")
         demos = self.selector.select(query, k, trial) if k else []
         text = build_prompt(spec, demos, query, text_only=text_only)
-        ids = encode_prompt(self.tok, text.text, len(text.images), self.model.tokens_per_image)
+        ids = encode_prompt(self.tok, text.segments, len(text.images), self.model.tokens_per_image)
         return ids, text.images, text.demo_ids
 
     def pixels(self, paths: list[Path], query: EvalSample) -> torch.Tensor:

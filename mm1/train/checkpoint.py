@@ -15,6 +15,7 @@ from transformers import AutoConfig
 from mm1.config import Config, config_from_dict, dump_yaml
 from mm1.model.mm1 import MM1Model
 from mm1.tokenizer import load_tokenizer
+from mm1.train.safeio import SafePlanner, SafeReader
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -60,12 +61,15 @@ def is_sharded(path) -> bool:
 
 def read_shards(state: dict, path: Path) -> None:
     """dcp.load into `state`, also in a process with no process group (it then reads the whole state)."""
+    reader = SafeReader(str(path))
+    reader.read_metadata()  # a refused file raises CheckpointError here, not wrapped by dcp
+    safe = {"storage_reader": reader, "planner": SafePlanner()}  # no pickle in the checkpoint runs code
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        dcp.load(state, checkpoint_id=str(path))
+        dcp.load(state, **safe)
         return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is .*single process")
-        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+        dcp.load(state, no_dist=True, **safe)
 
 
 def load_sharded_weights(path, model) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,6 +16,16 @@ class MetricsWriter:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def drop_after(self, step: int) -> None:
+        """Forget the records of steps after `step` (a resume from `step` logs them again)."""
+        self.file.close()
+        kept = [line for line in self.path.read_text().splitlines(keepends=True)
+                if line.strip() and _step(line) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)
+        self.file = self.path.open("a")
 
     def write(self, record: dict) -> None:
         self.file.write(json.dumps(record) + "\n")
@@ -46,6 +57,13 @@ class Throughput:
         rates = self.tokens / dt, self.flops / dt
         self.last, self.tokens, self.flops = now, 0, 0
         return rates
+
+
+def _step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", float("inf"))
+    except ValueError:  # a line cut short by a kill
+        return float("inf")
 
 
 def read_metrics(run_dir) -> list[dict]:

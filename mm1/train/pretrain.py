@@ -11,6 +11,7 @@ import torch
 
 from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
+from mm1.config.validate import check_pretrained_paths
 from mm1.data.loader import build_loader
 from mm1.train.checkpoint import save_checkpoint
 from mm1.train.mfu import device_peak_flops, image_flops
@@ -20,8 +21,8 @@ from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
 from mm1.train.evaluation import check_training_eval, prepare_training_eval
 from mm1.train.parallelize import parallelize
-from mm1.train.state import full_model_state, resolve_resume, unwrap
-from mm1.train.trainer import Trainer
+from mm1.train.state import check_new_run, full_model_state, resolve_resume, unwrap
+from mm1.train.trainer import StoppedBySignal, Trainer
 
 
 def prepare_data(cfg: Config) -> None:
@@ -68,6 +69,8 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     cfg = copy.deepcopy(cfg)
     check_training_eval(cfg)
     run_dir = Path(cfg.output.dir)
+    check_pretrained_paths(cfg)
+    check_new_run(run_dir, resume)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
     if d.is_main:
@@ -89,9 +92,11 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
     trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops, eval_tasks=eval_tasks)
-    start = resolve_resume(run_dir, resume)
+    start = resolve_resume(run_dir, resume, announce=d.is_main)
     if start is not None:
         trainer.restore(start)
+    elif trainer.writer is not None:  # --resume in a folder with no checkpoint yet: the run starts again
+        trainer.writer.drop_after(0)
     return trainer
 
 
@@ -103,7 +108,8 @@ def write_run_files(run_dir: Path, cfg: Config, counts: dict) -> None:
 
 def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     """Train `cfg`; `resume` = "auto" (latest checkpoint of the run, if any) or a checkpoint path.
-    Returns the run folder; its `checkpoint/` holds the final model once training is complete."""
+    Returns the run folder; its `checkpoint/` holds the final model once training is complete.
+    Raises StoppedBySignal when SIGTERM / SIGINT stopped it early (after a checkpoint)."""
     trainer = build_trainer(cfg, resume)
     try:
         finished = trainer.run()
@@ -112,6 +118,8 @@ def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     finally:
         trainer.close()
         cleanup(trainer.dist)
+    if not finished:
+        raise StoppedBySignal(trainer.stopped_by)
     return trainer.run_dir
 
 

@@ -13,15 +13,23 @@ Both kinds resume on any number of processes: a sharded checkpoint is resharded 
 torch.distributed.checkpoint on load, a full one is broadcast from rank 0.
 
 A checkpoint is written into `.tmp-step_...`, made visible by an atomic rename,
-and only then does `latest` move (itself replaced atomically). A process killed
-during a save leaves the previous checkpoint as the one that resumes.
+and only then does `latest` move (itself replaced atomically). Saving a step that
+has a folder already writes `step_N.1` and removes the old one only after `latest`
+names the new one. A process killed at any moment leaves a complete checkpoint, and
+`--resume auto` takes the newest complete one when `latest` names no complete one.
+Pruning keeps the newest saves by save time (then step), so the checkpoints of an
+older run in the same folder go first. Nothing in these files is unpickled with
+code execution (mm1.train.safeio).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -34,23 +42,34 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict, set_state_dict,
 )
 
+from mm1.config import ConfigError
+from mm1.errors import CheckpointError
 from mm1.train.checkpoint import STATE, WEIGHTS, is_sharded, read_shards, save_checkpoint
 from mm1.train.distributed import Dist, barrier
+from mm1.train.safeio import load_plain
 
 CHECKPOINTS = "checkpoints"
+FINAL = "checkpoint"  # the model alone, written when training is complete
+METRICS = "metrics.jsonl"
 LATEST = "latest"
 OPTIMIZER = "optimizer.pt"  # full optimizer state (1-process runs)
 RNG = "rng.pt"
 TRAINER = "trainer.json"
+LOW_SPACE = 64 << 20  # bytes: a save that fails with less than this free failed for want of space
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy and torch RNG states as tuples, ints and tensors (what weights_only=True reads)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
 
 
@@ -69,10 +88,9 @@ def gather_rng(d: Dist) -> list:
 
 
 def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: int, d: Dist = Dist()) -> Path:
-    """Write checkpoint `step_N` for `trainer["step"]`, move `latest`, prune to `keep`. Collective."""
+    """Write a checkpoint of `trainer["step"]`, move `latest` to it, prune to `keep`. Collective."""
     root = Path(run_dir) / CHECKPOINTS
-    final = root / f"step_{trainer['step']:08d}"
-    tmp = root / f".tmp-{final.name}"
+    tmp = root / f".tmp-step_{trainer['step']:08d}"
     if d.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -80,20 +98,48 @@ def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: i
     if d.enabled:  # every rank writes its shards
         _save_sharded(tmp / STATE, model, optimizer)
     rngs = gather_rng(d)
+    final = None
     if d.is_main:
-        save_checkpoint(tmp, unwrap(model), cfg, tokenizer, weights=not d.enabled)
-        if not d.enabled:
-            torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, tmp / OPTIMIZER)
-        torch.save(rngs, tmp / RNG)
-        (tmp / TRAINER).write_text(json.dumps({**trainer, "world_size": d.world_size}))
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _write_atomic(root / LATEST, final.name)
-        _prune(root, keep)
+        with _disk_full_message(root, tmp):
+            save_checkpoint(tmp, unwrap(model), cfg, tokenizer, weights=not d.enabled)
+            if not d.enabled:
+                torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, tmp / OPTIMIZER)
+            torch.save(rngs, tmp / RNG)
+            info = {**trainer, "world_size": d.world_size, "saved_at": time.time()}
+            (tmp / TRAINER).write_text(json.dumps(info))
+            _fsync_dir(tmp)
+            final = _free_name(root, trainer["step"])  # a step saved before keeps its folder until this one is in
+            os.replace(tmp, final)
+            _write_atomic(root / LATEST, final.name)
+        _prune(root, keep, final)
     barrier(d)
     return final
+
+
+@contextlib.contextmanager
+def _disk_full_message(root: Path, tmp: Path):
+    """A full disk ends the save with a message that says so; the partial copy goes, the previous stays.
+    (torch.save reports a full disk as a RuntimeError without errno: the free space tells.)"""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        free = shutil.disk_usage(root).free
+        shutil.rmtree(tmp, ignore_errors=True)
+        if getattr(err, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free > LOW_SPACE:
+            raise
+        kept = latest_checkpoint(root.parent)
+        kept = f"the previous checkpoint, {kept.name}, is kept" if kept else "no checkpoint is kept"
+        raise CheckpointError(f"no space left on the device while writing a checkpoint into {root} ({free} bytes "
+                              f"free); {kept}: free some space, then continue with --resume auto") from None
+
+
+def _free_name(root: Path, step: int) -> Path:
+    """`step_N`, or `step_N.K` when a folder of that step is there already (it stays until pruning)."""
+    path, k = root / f"step_{step:08d}", 0
+    while path.exists():
+        k += 1
+        path = root / f"step_{step:08d}.{k}"
+    return path
 
 
 def _save_sharded(path: Path, model, optimizer) -> None:
@@ -105,27 +151,80 @@ def unwrap(model):
     return getattr(model, "module", model)
 
 
-def latest_checkpoint(run_dir) -> Optional[Path]:
+def is_complete(path: Path) -> bool:
+    """A checkpoint folder with every file resume reads."""
+    if not ((path / TRAINER).is_file() and (path / RNG).is_file()):
+        return False
+    return is_sharded(path) or ((path / WEIGHTS).is_file() and (path / OPTIMIZER).is_file())
+
+
+def _saved_order(path: Path) -> tuple:
+    """(when it was saved, step): sorts checkpoints oldest first, also two runs' checkpoints in one folder."""
+    try:
+        info = json.loads((path / TRAINER).read_text())
+        return float(info.get("saved_at", path.stat().st_mtime)), int(info["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("-inf"), -1
+
+
+def complete_checkpoints(run_dir) -> list[Path]:
+    """The run's complete checkpoints, in the order they were saved (newest last)."""
     root = Path(run_dir) / CHECKPOINTS
-    pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    path = root / pointer.read_text().strip()
-    return path if (path / TRAINER).is_file() else None
+    found = [p for p in root.glob("step_*") if p.is_dir() and is_complete(p)] if root.is_dir() else []
+    return sorted(found, key=_saved_order)
 
 
-def resolve_resume(run_dir, resume: Optional[str]) -> Optional[Path]:
-    """`auto` = the latest complete checkpoint of the run (None if there is none); else a path."""
+def _pointer(run_dir) -> Optional[Path]:
+    pointer = Path(run_dir) / CHECKPOINTS / LATEST
+    return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def latest_checkpoint(run_dir) -> Optional[Path]:
+    """The checkpoint `latest` names when it is complete, else the newest complete one; None if none is."""
+    named = _pointer(run_dir)
+    if named is not None and is_complete(named):
+        return named
+    done = complete_checkpoints(run_dir)
+    return done[-1] if done else None
+
+
+def _resume_auto(run_dir, announce: bool) -> Optional[Path]:
+    """`--resume auto`: the latest complete checkpoint, said so when `latest` names another; None in a
+    folder with no checkpoint; CheckpointError when there are checkpoints but none is complete."""
+    named, found = _pointer(run_dir), latest_checkpoint(run_dir)
+    root = Path(run_dir) / CHECKPOINTS
+    if found is None and (named is not None or any(root.glob("step_*"))):
+        raise CheckpointError(f"--resume auto: {root} holds checkpoints but none is complete; resume from one "
+                              f"with --resume PATH, or start afresh with another output.dir")
+    if announce and found is not None and named is not None and found != named:
+        print(f"mm1: {root / LATEST} names {named.name}, which is missing or incomplete; resuming from the newest "
+              f"complete checkpoint, {found.name}")
+    return found
+
+
+def resolve_resume(run_dir, resume: Optional[str], announce: bool = True) -> Optional[Path]:
+    """`auto` = the latest complete checkpoint of the run (None if there is none); else a path.
+    `announce`: say so when `latest` names no complete checkpoint (one rank of a multi-process run)."""
     if resume is None:
         return None
     if resume == "auto":
-        return latest_checkpoint(run_dir)
+        return _resume_auto(run_dir, announce)
     path = Path(resume)
     if (path / CHECKPOINTS).is_dir():
         path = latest_checkpoint(path)
-    if path is None or not (path / TRAINER).is_file():
-        raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there (trainer.json missing)")
+    if path is None or not is_complete(path):
+        raise CheckpointError(f"--resume {resume}: no complete checkpoint there (trainer.json, rng.pt and the "
+                              f"weights are needed)")
     return path
+
+
+def check_new_run(run_dir, resume: Optional[str]) -> None:
+    """A run without --resume never writes into a folder that holds another run's progress."""
+    run_dir = Path(run_dir)
+    used = [name for name in (METRICS, CHECKPOINTS, FINAL) if (run_dir / name).exists()]
+    if resume is None and used:
+        raise ConfigError(f"output.dir: {str(run_dir)!r} already holds a run ({', '.join(used)}); continue it "
+                          f"with --resume auto, or write this one elsewhere with output.dir=ANOTHER_FOLDER")
 
 
 def load_state(path: Path, model, optimizer, d: Dist = Dist()) -> dict:
@@ -134,7 +233,7 @@ def load_state(path: Path, model, optimizer, d: Dist = Dist()) -> dict:
         _load_sharded(path / STATE, model, optimizer)
     else:
         _load_full(path, model, optimizer, d)
-    rngs = torch.load(path / RNG, map_location="cpu", weights_only=False)
+    rngs = load_plain(path / RNG)
     if d.rank < len(rngs):
         set_rng_state(rngs[d.rank])
     return json.loads((path / TRAINER).read_text())
@@ -152,7 +251,7 @@ def _load_sharded(path: Path, model, optimizer) -> None:
 def _load_full(path: Path, model, optimizer, d: Dist) -> None:
     main = d.is_main or not d.enabled
     model_sd = load_file(str(path / WEIGHTS)) if main else {}
-    optim_sd = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=False)["optimizer"] if main else {}
+    optim_sd = load_plain(path / OPTIMIZER)["optimizer"] if main else {}
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=d.enabled)
     set_model_state_dict(model, model_sd, options=options)
     set_optimizer_state_dict(model, optimizer, optim_sd, options=options)
@@ -174,9 +273,12 @@ def _fsync_dir(path: Path) -> None:
                 os.fsync(f.fileno())
 
 
-def _prune(root: Path, keep: int) -> None:
-    done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
-    for old in done[:-keep]:
+def _prune(root: Path, keep: int, current: Path) -> None:
+    """Keep the `keep` newest saves (by save time, then step); drop older copies of the step just saved."""
+    done, step = complete_checkpoints(root.parent), _saved_order(current)[1]
+    replaced = [p for p in done if p != current and _saved_order(p)[1] == step]
+    kept = [p for p in done if p not in replaced]
+    for old in replaced + kept[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
-from mm1.data.loader import check_skip_rate
+from mm1.data.loader import check_damaged_shards, check_skip_rate
 from mm1.model.mm1 import MM1Model
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.optim import lr_at
@@ -20,6 +20,14 @@ from mm1.train.distributed import Dist, all_reduce_sum
 from mm1.train.evaluation import evaluate_run
 from mm1.train.runtime import autocast
 from mm1.train.state import load_state, save_state
+
+
+class StoppedBySignal(Exception):
+    """SIGTERM / SIGINT stopped the run after a checkpoint; the command exits 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
 
 
 class NumericalFault(RuntimeError):
@@ -86,6 +94,8 @@ class DataStats:
         total = sum(self.sources.values())
         out = {f"mix/{name}": round(n / total, 4) for name, n in sorted(self.sources.items())}
         out.update({f"skipped/{reason}": n for reason, n in sorted(self.loader.skips().items())})
+        damaged = self.loader.damaged_shards()
+        out.update({"shards/read": self.loader.shards_done(), "shards/damaged": sum(damaged.values())})
         return out
 
 
@@ -118,6 +128,7 @@ class Trainer:
         self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
         self.eval_tasks = eval_tasks or []  # TaskData of eval.tasks (mm1.train.evaluation.prepare_training_eval)
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
+        self.stopped_by: int | None = None  # the signal that stopped the run early
         self.stats, self.speed = DataStats(loader), Throughput()
         self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if d.is_main else None
 
@@ -132,6 +143,8 @@ class Trainer:
         elif self.dist.is_main:
             print(f"mm1: saved with {state.get('data_slots')} data slots (ranks x workers), resumed with "
                   f"{self._data_slots()}: model, optimizer and step restored; the data position restarts")
+        if self.writer is not None:
+            self.writer.drop_after(self.step)
         if self.dist.is_main:
             print(f"mm1: resumed from {path} at step {self.step}")
 
@@ -170,8 +183,10 @@ class Trainer:
                 self._log(result)
                 self._check_faults()
                 check_skip_rate(self.loader, self.cfg.data.max_skip_rate)
+                check_damaged_shards(self.loader, self.cfg.data.max_damaged_shard_rate)
                 self._maybe_evaluate()
                 if self._stop_requested(stop):
+                    self.stopped_by = stop.received or signal.SIGTERM  # another rank's signal
                     path = self.save()
                     if self.dist.is_main:
                             print(f"\nmm1: stopped by signal at step {self.step}; checkpoint {path}\n"

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from mm1.data.convert.images import ShardImage, shard_image
+from mm1.data.convert.images import ShardImage, shard_image, under_root
 from mm1.data.convert.writer import Members, Report, ShardOptions, is_utf8_text, write_converted
 
 
@@ -37,7 +37,7 @@ def load_annotations(path: str | Path) -> tuple[list[dict], list[dict]]:
         raise FileNotFoundError(f"COCO captions file not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # RecursionError: nested too deep
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     for key in ("images", "annotations"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
@@ -77,7 +77,9 @@ class _ImageCache:
         self.known: dict = {}  # image id -> reason it is left out, or (ext, width, height) of bytes kept as is
 
     def get(self, image: dict) -> ShardImage | str:
-        path = self.image_dir / str(image["file_name"])
+        path = under_root(self.image_dir, str(image["file_name"]))
+        if path is None:
+            return "image_outside_root"
         known = self.known.get(image["id"])
         if isinstance(known, tuple):
             return ShardImage(known[0], path.read_bytes(), known[1], known[2])

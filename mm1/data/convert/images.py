@@ -11,6 +11,7 @@ import io
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 
@@ -25,6 +26,15 @@ class ShardImage:
     data: bytes
     width: int
     height: int
+
+
+def under_root(root: Path, name: str) -> Path | None:
+    """`root / name` if it names a file inside `root`; None for `../`, absolute paths and links that leave it."""
+    try:
+        base, path = root.resolve(), (root / name).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return path if path.is_relative_to(base) and path != base else None
 
 
 def _png_bytes(img: Image.Image) -> bytes:

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from mm1.data.convert.images import ShardImage, shard_image
+from mm1.data.convert.images import ShardImage, shard_image, under_root
 from mm1.data.convert.writer import Members, Report, ShardOptions, is_utf8_text, write_converted
 
 PARQUET_EXTS = (".parquet",)
@@ -62,7 +62,7 @@ def _jsonl_rows(path: Path) -> Iterator[object]:
             if line.strip():
                 try:
                     yield json.loads(line)
-                except ValueError:  # also UnicodeDecodeError
+                except (ValueError, RecursionError):  # also UnicodeDecodeError; nested too deep
                     yield None  # counted as bad_row
 
 
@@ -102,7 +102,8 @@ def _string_image(entry: str, root: Path) -> bytes | str:
     if entry.startswith("data:") and ";base64," in entry:
         entry = entry.split(";base64,", 1)[1]
     elif _is_file(root / entry):
-        return (root / entry).read_bytes()
+        path = under_root(root, entry)
+        return path.read_bytes() if path is not None else "image_outside_root"
     elif len(entry) < MIN_BASE64_CHARS:
         return "missing_image"
     try:

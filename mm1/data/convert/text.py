@@ -25,7 +25,7 @@ def read_lines(paths: list[str | Path]) -> Iterator[bytes]:
 def text_sample(line: bytes, report: Report, field: str = "text") -> Members | None:
     try:
         row = json.loads(line)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; nested too deep
         row = None
     if not isinstance(row, dict):
         report.skipped["bad_line"] += 1

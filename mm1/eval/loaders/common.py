@@ -98,8 +98,8 @@ def read_json(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as f:
             return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
 
 
 def top_level(doc: Any, key: str | None, kind: type, path: Path) -> Any:
