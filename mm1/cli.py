@@ -28,6 +28,7 @@ def cmd_pretrain(args) -> int:
     except StoppedBySignal as stop:  # a scheduler must not take an interrupted run for a finished one
         return 128 + stop.signum
     except (SkipRateExceeded, NumericalFault) as err:  # the run stopped itself: its message says why
+        failure.record(err)
         print(f"mm1 pretrain: stopped: {err}", file=sys.stderr)
         return 1
     return 0

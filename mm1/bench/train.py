@@ -285,7 +285,7 @@ def bench_variants(cfg: Config, variants: dict[str, list[str]], steps: int = 10,
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = pick_device(cfg.train)
+    device = pick_device(cfg.train.device)
     batches = real_batches(cfg, build_tokenizer(cfg.model.tokenizer), num_batches, device)
     steps_by_name, losses = {}, {}
     for name, overrides in variants.items():
