@@ -1,4 +1,10 @@
-"""Errors the command line reports as a usage problem (exit 2, no traceback), besides ConfigError."""
+"""Errors the command line reports as a usage problem (exit 2, no traceback). Nothing here imports
+anything, so every module (model code included) can raise them."""
+
+
+class ConfigError(ValueError):
+    """A user mistake in a recipe or an override; the message names the key path."""
+
 
 
 class CheckpointError(RuntimeError):

@@ -31,9 +31,11 @@ import copy
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mm1.build import param_counts
+from mm1.build import param_counts, vocab_size_for
 from mm1.config import Config, ConfigError
 from mm1.model.mm1 import MM1Model
+from mm1.tokenizer import build_tokenizer
+from mm1.train.parallelize import blocks  # the FSDP units
 
 GIB = 2**30
 
@@ -41,9 +43,6 @@ GIB = 2**30
 def _vocab_size(cfg: Config) -> int:
     if cfg.model.decoder.vocab_size is not None:
         return cfg.model.decoder.vocab_size
-    from mm1.build import vocab_size_for
-    from mm1.tokenizer import build_tokenizer
-
     return vocab_size_for(cfg, build_tokenizer(cfg.model.tokenizer))
 
 
@@ -91,8 +90,6 @@ def memory_per_gpu(cfg: Config, model: MM1Model, gpus: int) -> dict:
     if gpus <= 0 or par.dp_replicate * shard != gpus:
         raise ConfigError(f"parallel.dp_replicate ({par.dp_replicate}) x parallel.dp_shard ({shard}) must equal "
                           f"--gpus ({gpus})")
-    from mm1.train.parallelize import blocks  # the FSDP units
-
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = _numel(model)
     unit_sizes = [_numel(b) for b in blocks(model)]

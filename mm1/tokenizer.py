@@ -12,6 +12,7 @@ from __future__ import annotations
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from mm1.config.schema import TokenizerConfig
+from mm1.data.synth import vocabulary
 
 IMAGE_TOKEN = "<image>"
 END_OF_CHUNK = "<|endofchunk|>"
@@ -38,8 +39,6 @@ def add_mm1_tokens(tok):
 
 def synth_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-
-    from mm1.data.synth import vocabulary
 
     specials = list(SPECIAL.values()) + [IMAGE_TOKEN, END_OF_CHUNK]
     vocab = {tok: i for i, tok in enumerate(specials + [w for w in vocabulary() if w not in specials])}

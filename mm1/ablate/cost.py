@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from mm1.ablate.grid import RunSpec
 from mm1.config import Config, dump_yaml
+from mm1.info import info
 
 
 def run_cost(cfg: Config, cache: dict) -> dict:
-    from mm1.info import info
-
     key = dump_yaml(cfg.model) + str(cfg.data.seq_len)  # seeds share a model: size it once
     if key not in cache:
         cache[key] = info(cfg)

@@ -16,7 +16,6 @@ ones, without compile: that is what the test suite runs on a CPU.
 """
 from __future__ import annotations
 
-import copy
 import gc
 import statistics
 import time
@@ -24,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from mm1.build import param_counts
 from mm1.bench.checks import attention_check, moe_check, precision_check, seeded_model
 from mm1.bench.train import _mm1_flops, _peak_rss_mib, _sync, real_batches
+from mm1.build import param_counts
 from mm1.config import Config, load_config
 from mm1.model.attention import varlen_available
 from mm1.tokenizer import build_tokenizer
@@ -34,6 +33,7 @@ from mm1.train.distributed import Dist
 from mm1.train.mfu import device_peak_flops, mfu
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.parallelize import apply_activation_checkpointing, apply_compile, apply_fsdp
+from mm1.train.pretrain import prepare_data
 from mm1.train.runtime import autocast_dtype
 from mm1.train.trainer import train_step
 
@@ -132,8 +132,6 @@ def run_gpu_check(root: str, tiny: bool = False, steps: int = 3, warmup: int = 2
                   paths: list[str] | None = None) -> dict:
     """Every part of the check (see the module docstring); `tiny`: the CPU-sized version; `paths`:
     the attention paths of the ablation_base runs (default: every one that trains on this device)."""
-    from mm1.train.pretrain import prepare_data
-
     begin = time.perf_counter()
     if not Path(root).exists():  # the embedded corpus, as the tiny recipe writes it
         prepare_data(load_config(RECIPES / "tiny.yaml", [f"data.root={root}"]))

@@ -40,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mm1.bench.checks import model_inputs
 from mm1.build import build, param_counts
 from mm1.config.schema import Config
+from mm1.config.tree import apply_override
 from mm1.data.batch import Batch
 from mm1.data.loader import MixedBatches
 from mm1.model.attention import document_mask
@@ -281,8 +282,6 @@ def bench_variants(cfg: Config, variants: dict[str, list[str]], steps: int = 10,
     """mm1's training step under each variant (dotted overrides of `cfg`), alternating on the same
     batches, same init: median step time, tokens/s, and each variant's speed relative to the first
     (the median of the per-step ratios). Variants must not change the batches (data settings)."""
-    from mm1.config.tree import apply_override
-
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.train.device)

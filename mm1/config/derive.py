@@ -5,6 +5,7 @@ import math
 
 from mm1.config.schema import Config, VisionConfig
 from mm1.config.tree import ConfigError
+from mm1.model.connectors import CONNECTORS
 
 
 def open_clip_vision_dims(name: str) -> dict:
@@ -53,10 +54,8 @@ def grid_side(v: VisionConfig) -> int:
 def derive(cfg: Config) -> None:
     m = cfg.model
     derive_vision(m.vision)
-    if m.connector.hidden is None:
-        m.connector.hidden = m.vision.width
-    if m.connector.kind == "mlp" and m.connector.num_tokens is None:
-        m.connector.num_tokens = grid_side(m.vision) ** 2
+    if m.connector.kind in CONNECTORS:  # an unknown kind is reported by validate
+        CONNECTORS[m.connector.kind].derive(m.connector, m.vision.width, grid_side(m.vision))
     d = m.decoder
     if d.num_kv_heads is None:
         d.num_kv_heads = d.num_heads

@@ -11,18 +11,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from mm1.eval.config import EvalConfig  # the evaluation settings, shared with mm1 eval and the grids
-
-RULES = (">0", ">=0", "[0,1]", "[0,1)")
-
-
-def checked(default, rule: str, factory: bool = False):
-    """A field whose numbers (a number, or each number of a list or mapping) must satisfy `rule`, one of
-    RULES; mm1.config.validate.check_fields checks it, and that every number of every field is finite."""
-    assert rule in RULES, rule
-    if factory:
-        return field(default_factory=default, metadata={"allowed": rule})
-    return field(default=default, metadata={"allowed": rule})
-
+from mm1.fields import checked
+from mm1.model.connectors import ConnectorConfig  # kind, num_tokens and each connector's own options
+from mm1.model.moe import MoEConfig  # the MoE layers' own settings
 
 @dataclass
 class VisionConfig:
@@ -37,29 +28,6 @@ class VisionConfig:
     mlp_ratio: float = checked(4.0, ">0")
     feature_layer: int = -1  # which transformer block's output feeds the connector (-1 = last, -2 = penultimate)
     freeze: bool = False  # freeze the encoder's weights
-
-
-@dataclass
-class ConnectorConfig:
-    kind: str = "c_abstractor"  # one of mm1.model.connectors.CONNECTORS
-    num_tokens: Optional[int] = checked(16, ">0")  # image tokens per image (T); None = derived (mlp: all patches)
-    hidden: Optional[int] = checked(None, ">0")  # inner width (c_abstractor / attention_pool); None = the vision width
-    depth: int = checked(3, ">0")  # RegNet bottleneck blocks per C-Abstractor stage
-    mlp_depth: int = checked(2, ">0")  # layers of the projection MLP (avg_pool, mlp)
-    heads: int = checked(8, ">0")  # attention heads of attention_pool
-
-
-@dataclass
-class MoEConfig:
-    num_experts: int = checked(8, ">0")
-    every: int = checked(2, ">0")  # every k-th decoder layer gets an MoE feed-forward (layers k-1, 2k-1, ...)
-    top_k: int = checked(2, ">0")
-    aux_loss_coef: float = checked(0.01, ">=0")  # load-balancing loss
-    z_loss_coef: float = checked(0.001, ">=0")  # router z-loss
-    capacity_factor: Optional[float] = checked(None, ">0")  # None = dropless routing
-    init: str = "upcycle"  # upcycle (experts copy the dense FFN) | random
-    experts_impl: str = "auto"  # loop (one expert at a time) | grouped (torch._grouped_mm, no host sync) |
-    # auto (grouped where torch has it and the widths are 16-byte aligned, else loop)
 
 
 @dataclass

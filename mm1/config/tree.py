@@ -11,9 +11,7 @@ from typing import Any, Union
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user mistake in a recipe or an override; the message names the key path."""
+from mm1.errors import ConfigError  # noqa: F401  (the config's error type; defined apart so model code can raise it)
 
 
 def _type_name(tp: Any) -> str:

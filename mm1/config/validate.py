@@ -10,14 +10,16 @@ from mm1.config.schema import Config
 from mm1.config.tree import ConfigError
 from mm1.eval.config import DEMO_MODES, ZERO_SHOT, EvalConfig
 from mm1.eval.metrics import PROTOCOLS
+from mm1.model.attention import PATHS
+from mm1.model.connectors import check_connector
+from mm1.model.decoder import ARCHS
+from mm1.model.moe import check_moe
 
 SOURCE_KINDS = ("caption", "interleaved", "text")
 TOKENIZER_KINDS = ("synth", "pretrained")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
-MOE_INITS = ("upcycle", "random")
-MOE_IMPLS = ("auto", "loop", "grouped")
 
 
 def _choice(path: str, value, allowed) -> None:
@@ -102,37 +104,10 @@ def _validate_vision(cfg: Config) -> None:
 
 
 def _validate_connector(cfg: Config) -> None:
-    from mm1.model.connectors import CONNECTORS
-
-    c, grid = cfg.model.connector, grid_side(cfg.model.vision)
-    _choice("model.connector.kind", c.kind, sorted(CONNECTORS))
-    _positive("model.connector.num_tokens", c.num_tokens)
-    _positive("model.connector.hidden", c.hidden)
-    if c.kind == "mlp" and c.num_tokens != grid * grid:
-        raise ConfigError(
-            f"model.connector.num_tokens: {c.num_tokens} is not allowed for the mlp connector, which keeps "
-            f"every patch; allowed: {grid * grid} ({grid}x{grid} patches) or null"
-        )
-    if c.kind in ("avg_pool", "c_abstractor"):
-        side = math.isqrt(c.num_tokens)
-        if side * side != c.num_tokens:
-            squares = ", ".join(str(s * s) for s in range(1, grid + 1))
-            raise ConfigError(
-                f"model.connector.num_tokens: {c.num_tokens} is not a perfect square, which {c.kind} needs; "
-                f"allowed: {squares}"
-            )
-        if side > grid:
-            raise ConfigError(
-                f"model.connector.num_tokens: {c.num_tokens} needs a {side}x{side} grid but the encoder gives "
-                f"{grid}x{grid} patches; allowed: at most {grid * grid}"
-            )
-    if c.kind == "attention_pool" and c.hidden % c.heads:
-        raise ConfigError(f"model.connector.heads: {c.heads} does not divide model.connector.hidden ({c.hidden})")
+    check_connector(cfg.model.connector, grid_side(cfg.model.vision))
 
 
 def _validate_decoder(cfg: Config) -> None:
-    from mm1.model.decoder import ARCHS
-
     d = cfg.model.decoder
     if d.pretrained is None:
         _choice("model.decoder.arch", d.arch, sorted(ARCHS))
@@ -157,8 +132,6 @@ def _validate_decoder(cfg: Config) -> None:
 
 
 def _validate_attention(cfg: Config) -> None:
-    from mm1.model.attention import PATHS
-
     path = cfg.model.decoder.attention
     _choice("model.decoder.attention", path, PATHS)
     if cfg.train.device == "cpu" and path in ("flex", "varlen"):
@@ -174,14 +147,7 @@ def _validate_moe(cfg: Config) -> None:
     d, moe = cfg.model.decoder, cfg.model.decoder.moe
     if moe is None:
         return
-    if not 1 <= moe.top_k <= moe.num_experts:
-        raise ConfigError(f"model.decoder.moe.top_k: {moe.top_k} is out of range; "
-                          f"allowed: 1..{moe.num_experts} (model.decoder.moe.num_experts)")
-    if d.pretrained is None and not 1 <= moe.every <= d.num_layers:  # a pretrained decoder is checked on load
-        raise ConfigError(f"model.decoder.moe.every: {moe.every} is out of range; "
-                          f"allowed: 1..{d.num_layers} (model.decoder.num_layers)")
-    _choice("model.decoder.moe.init", moe.init, MOE_INITS)
-    _choice("model.decoder.moe.experts_impl", moe.experts_impl, MOE_IMPLS)
+    check_moe(moe, None if d.pretrained else d.num_layers)
     if moe.experts_impl == "grouped" and cfg.train.device == "cuda" and cfg.train.precision == "fp32":
         raise ConfigError("model.decoder.moe.experts_impl: 'grouped' (torch._grouped_mm) needs bf16 on a GPU; "
                           "train.precision is 'fp32'; allowed with fp32: auto, loop")

@@ -6,11 +6,13 @@ from typing import Optional
 
 import torch
 
+IGNORE = -100  # the label of a position that has no loss (image tokens, padding, a document's first token)
+
 
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # (B, L) token ids; each image is a run of T image-placeholder ids
-    labels: torch.Tensor  # (B, L) next-token targets aligned with input_ids; -100 = no loss
+    labels: torch.Tensor  # (B, L) next-token targets aligned with input_ids; IGNORE = no loss
     attention_mask: torch.Tensor  # (B, L) 1 = real token, 0 = padding
     images: torch.Tensor  # (N, 3, H, W) uint8 pixels, in order of appearance (row-major over B, L)
     position_ids: Optional[torch.Tensor] = None  # (B, L); None = 0..L-1; packed rows restart per document

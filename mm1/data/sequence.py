@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from mm1.data.batch import IGNORE
 from mm1.data.documents import Document
 from mm1.tokenizer import END_OF_CHUNK, IMAGE_TOKEN
 
-IGNORE = -100
 
 
 @dataclass

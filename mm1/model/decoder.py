@@ -5,9 +5,13 @@ from __future__ import annotations
 import transformers
 from torch import nn
 
-from mm1.config.schema import DecoderConfig, MoEConfig
-from mm1.config.tree import ConfigError
-from mm1.model.moe import MoEFeedForward
+from typing import TYPE_CHECKING
+
+from mm1.errors import ConfigError
+from mm1.model.moe import MoEConfig, MoEFeedForward
+
+if TYPE_CHECKING:  # the config tree imports the model's registries, not the other way round
+    from mm1.config.schema import DecoderConfig
 
 # arch name -> (transformers config class, causal-LM class)
 ARCHS: dict[str, tuple[type, type]] = {

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm1.config.tree import ConfigError
+from mm1.errors import ConfigError
 
 
 def grouped_mm_available() -> bool:

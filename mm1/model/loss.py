@@ -16,19 +16,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mm1.data.batch import IGNORE
+
 CHUNK = 1024  # labelled positions per chunk: 128 MiB of fp32 logits at a 32k vocabulary
 
 
 def next_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module,
                     chunk: int = CHUNK) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy of the logits at position t against labels[t + 1], ignoring -100.
+    """Mean cross-entropy of the logits at position t against labels[t + 1], ignoring IGNORE (-100).
 
     The output head runs only on the positions that have a label: image tokens (more than
     half of an MM1 sequence) and padding never get vocabulary logits, which saves their
     head FLOPs and the memory of their (L, V) logits.
     """
     targets = labels[:, 1:]  # (B, L-1)
-    keep = targets != -100
+    keep = targets != IGNORE
     count = int(keep.sum())
     inputs, targets = hidden[:, :-1][keep], targets[keep]  # (N, D), (N,) for the N labelled positions
     step = _chunk_loss

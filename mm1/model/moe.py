@@ -29,9 +29,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm1.config.schema import MoEConfig
-from mm1.config.tree import ConfigError
+from mm1.errors import ConfigError
+from mm1.fields import checked
 from mm1.model.experts import Experts
+
+
+INITS = ("upcycle", "random")
+IMPLS = ("auto", "loop", "grouped")
+
+
+@dataclass
+class MoEConfig:
+    num_experts: int = checked(8, ">0")
+    every: int = checked(2, ">0")  # every k-th decoder layer gets an MoE feed-forward (layers k-1, 2k-1, ...)
+    top_k: int = checked(2, ">0")
+    aux_loss_coef: float = checked(0.01, ">=0")  # load-balancing loss
+    z_loss_coef: float = checked(0.001, ">=0")  # router z-loss
+    capacity_factor: Optional[float] = checked(None, ">0")  # None = dropless routing
+    init: str = "upcycle"  # one of INITS: upcycle (experts copy the dense FFN) | random
+    experts_impl: str = "auto"  # loop (one expert at a time) | grouped (torch._grouped_mm, no host sync) |
+    # auto (grouped where torch has it and the widths are 16-byte aligned, else loop)
+
+
+def check_moe(moe: MoEConfig, num_layers: Optional[int]) -> None:
+    """ConfigError naming the key for settings that cannot work; `num_layers` None = known only on load
+    (a pretrained decoder, checked by add_moe_layers)."""
+    if not 1 <= moe.top_k <= moe.num_experts:
+        raise ConfigError(f"model.decoder.moe.top_k: {moe.top_k} is out of range; "
+                          f"allowed: 1..{moe.num_experts} (model.decoder.moe.num_experts)")
+    if num_layers is not None and not 1 <= moe.every <= num_layers:
+        raise ConfigError(f"model.decoder.moe.every: {moe.every} is out of range; "
+                          f"allowed: 1..{num_layers} (model.decoder.num_layers)")
+    for key, allowed in (("init", INITS), ("experts_impl", IMPLS)):
+        if getattr(moe, key) not in allowed:
+            raise ConfigError(f"model.decoder.moe.{key}: {getattr(moe, key)!r} is not allowed; allowed: "
+                              f"{', '.join(allowed)}")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import random
 from typing import Callable, Union
 
 from mm1.data.synth import grammar as g
-from mm1.data.synth.describe import be, caption, label_sentence, objects_phrase
+from mm1.data.synth.describe import be, caption, objects_phrase
 from mm1.data.synth.questions import QUESTION_WEIGHTS, ask, ask_text
 from mm1.data.synth.scene import Scene
 

@@ -8,17 +8,39 @@ vision width (`kdim`/`vdim`) into the attention width `hidden`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 
-from mm1.config.schema import ConnectorConfig
+from mm1.errors import ConfigError
+from mm1.fields import checked
+
+
+@dataclass
+class AttentionPoolConfig:
+    hidden: Optional[int] = checked(None, ">0")  # attention width (also c_abstractor's); None = the vision width
+    heads: int = checked(8, ">0")  # attention heads
 
 
 class AttentionPoolConnector(nn.Module):
-    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, grid: int):
-        super().__init__()
+    Config = AttentionPoolConfig
+
+    @staticmethod
+    def derive(cfg, vision_width: int, grid: int) -> None:
+        if cfg.hidden is None:
+            cfg.hidden = vision_width
+
+    @staticmethod
+    def check(cfg, grid: int) -> None:
         if cfg.hidden % cfg.heads:
-            raise ValueError(f"attention_pool: heads ({cfg.heads}) must divide hidden ({cfg.hidden})")
+            raise ConfigError(f"model.connector.heads: {cfg.heads} does not divide model.connector.hidden "
+                              f"({cfg.hidden})")
+
+    def __init__(self, cfg, in_dim: int, out_dim: int, grid: int):
+        super().__init__()
+        self.check(cfg, grid)
         self.queries = nn.Parameter(torch.zeros(1, cfg.num_tokens, cfg.hidden))
         nn.init.trunc_normal_(self.queries, std=0.02)
         self.norm = nn.LayerNorm(in_dim)

@@ -6,26 +6,28 @@ projection to the decoder width (here the LLaVA-style GELU MLP of `mlp.py`).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm1.config.schema import ConnectorConfig
-from mm1.model.connectors.mlp import projection_mlp
+from mm1.model.connectors.mlp import MLPConfig, projection_mlp
+from mm1.model.connectors.square import square_side
 
 
 class AvgPoolConnector(nn.Module):
-    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, grid: int):
+    Config = MLPConfig  # its projection is the mlp connector's
+
+    @staticmethod
+    def derive(cfg, vision_width: int, grid: int) -> None:
+        pass
+
+    @staticmethod
+    def check(cfg, grid: int) -> None:
+        square_side(cfg.num_tokens, grid, "avg_pool")
+
+    def __init__(self, cfg, in_dim: int, out_dim: int, grid: int):
         super().__init__()
-        side = math.isqrt(cfg.num_tokens)
-        if side * side != cfg.num_tokens or side > grid:
-            raise ValueError(
-                f"avg_pool needs num_tokens to be a perfect square of at most {grid * grid} "
-                f"({grid}x{grid} patches); got {cfg.num_tokens}"
-            )
-        self.grid, self.side = grid, side
+        self.grid, self.side = grid, square_side(cfg.num_tokens, grid, "avg_pool")
         self.proj = projection_mlp(in_dim, out_dim, cfg.mlp_depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

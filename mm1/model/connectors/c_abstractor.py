@@ -14,24 +14,38 @@ dropping it; here the encoder gives no CLS token, so it has P rows.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
 
-from mm1.config.schema import ConnectorConfig
+from mm1.fields import checked
 from mm1.model.connectors.regnet import reg_stage
+from mm1.model.connectors.square import square_side
+
+
+@dataclass
+class CAbstractorConfig:
+    hidden: Optional[int] = checked(None, ">0")  # inner width (also attention_pool's); None = the vision width
+    depth: int = checked(3, ">0")  # RegNet bottleneck blocks per stage
 
 
 class CAbstractor(nn.Module):
-    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, grid: int):
+    Config = CAbstractorConfig
+
+    @staticmethod
+    def derive(cfg, vision_width: int, grid: int) -> None:
+        if cfg.hidden is None:
+            cfg.hidden = vision_width
+
+    @staticmethod
+    def check(cfg, grid: int) -> None:
+        square_side(cfg.num_tokens, grid, "c_abstractor")
+
+    def __init__(self, cfg, in_dim: int, out_dim: int, grid: int):
         super().__init__()
-        side = math.isqrt(cfg.num_tokens)
-        if side * side != cfg.num_tokens or side > grid:
-            raise ValueError(
-                f"c_abstractor needs num_tokens to be a perfect square of at most {grid * grid} "
-                f"({grid}x{grid} patches); got {cfg.num_tokens}"
-            )
+        side = square_side(cfg.num_tokens, grid, "c_abstractor")
         self.grid = grid
         self.pos_emb = nn.Parameter(torch.zeros(1, grid * grid, in_dim))
         nn.init.trunc_normal_(self.pos_emb, std=0.02)

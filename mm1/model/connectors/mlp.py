@@ -6,10 +6,13 @@ decoder width with a small GELU MLP (`mlp2x_gelu`); nothing is pooled, so T = P.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from mm1.config.schema import ConnectorConfig
+from mm1.errors import ConfigError
+from mm1.fields import checked
 
 
 def projection_mlp(in_dim: int, out_dim: int, depth: int) -> nn.Sequential:
@@ -22,14 +25,30 @@ def projection_mlp(in_dim: int, out_dim: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@dataclass
+class MLPConfig:
+    mlp_depth: int = checked(2, ">0")  # layers of the projection MLP (also avg_pool's)
+
+
 class MLPConnector(nn.Module):
-    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, grid: int):
-        super().__init__()
-        if cfg.num_tokens not in (None, grid * grid):
-            raise ValueError(
-                f"the mlp connector keeps every patch, so num_tokens must be {grid * grid} "
-                f"({grid}x{grid} patches); got {cfg.num_tokens}"
+    Config = MLPConfig
+
+    @staticmethod
+    def derive(cfg, vision_width: int, grid: int) -> None:
+        if cfg.num_tokens is None:
+            cfg.num_tokens = grid * grid  # every patch
+
+    @staticmethod
+    def check(cfg, grid: int) -> None:
+        if cfg.num_tokens != grid * grid:
+            raise ConfigError(
+                f"model.connector.num_tokens: {cfg.num_tokens} is not allowed for the mlp connector, which keeps "
+                f"every patch; allowed: {grid * grid} ({grid}x{grid} patches) or null"
             )
+
+    def __init__(self, cfg, in_dim: int, out_dim: int, grid: int):
+        super().__init__()
+        self.check(cfg, grid)
         self.proj = projection_mlp(in_dim, out_dim, cfg.mlp_depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
