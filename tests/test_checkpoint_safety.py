@@ -13,7 +13,8 @@ from mm1.cli import main
 from mm1.config import load_config
 from mm1.errors import CheckpointError
 from mm1.train.pretrain import pretrain
-from mm1.train.state import _load_sharded, _save_sharded, latest_checkpoint
+from mm1.train.checkpoints import _load_sharded, _save_sharded
+from mm1.train.resume import latest_checkpoint
 from tests.conftest import TINY
 
 

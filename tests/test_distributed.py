@@ -16,7 +16,7 @@ from mm1.config import load_config
 from mm1.train.export import export
 from mm1.train.metrics import read_metrics
 from mm1.train.pretrain import pretrain
-from mm1.train.state import latest_checkpoint
+from mm1.train.resume import latest_checkpoint
 from tests.conftest import ROOT, TINY
 from tests.shards import write_caption_shards, write_text_shards
 

@@ -19,7 +19,7 @@ from mm1.eval.evaluate import prepare
 from mm1.train.evaluation import check_training_eval, evaluate_during_training, prepare_training_eval
 from mm1.eval.report import write_outputs
 from mm1.eval.runner import evaluate
-from mm1.train.checkpoint import save_checkpoint
+from mm1.train.model_folder import save_model_folder
 from tests.conftest import TINY
 
 
@@ -155,7 +155,7 @@ def test_missing_annotation_file_fails_before_the_model_loads(tiny, synth_root, 
 def test_cli_end_to_end_and_unknown_task(tiny, synth_root, tmp_path, capsys):
     cfg, tok, model = tiny
     cfg = load_config(TINY, [f"data.root={synth_root}"])
-    ckpt = save_checkpoint(tmp_path / "run" / "checkpoint", model, cfg, tok)
+    ckpt = save_model_folder(tmp_path / "run" / "checkpoint", model, cfg, tok)
     assert main(["eval", str(tmp_path / "run"), "--tasks", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'nope'" in err and "synth_vqa" in err and "mm1_pretrain" in err

@@ -11,7 +11,7 @@ from mm1.data.documents import Document
 from mm1.data.packing import collate
 from mm1.data.sequence import IGNORE, SequenceBuilder
 from mm1.tokenizer import END_OF_CHUNK, IMAGE_TOKEN
-from mm1.train.checkpoint import load_checkpoint, save_checkpoint
+from mm1.train.model_folder import load_model_folder, save_model_folder
 from tests.conftest import TINY
 
 
@@ -93,8 +93,8 @@ def test_checkpoint_reloads_with_the_same_loss(tiny, tmp_path):
     model.eval()
     with torch.no_grad():
         before = model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels).loss
-    save_checkpoint(tmp_path / "ckpt", model, cfg, tokenizer)
-    loaded = load_checkpoint(tmp_path / "ckpt")
+    save_model_folder(tmp_path / "ckpt", model, cfg, tokenizer)
+    loaded = load_model_folder(tmp_path / "ckpt")
     with torch.no_grad():
         after = loaded.model(batch.input_ids, batch.images, batch.attention_mask, labels=batch.labels).loss
     assert torch.equal(before, after)

@@ -1,7 +1,6 @@
 """End to end on the CPU: the tiny recipe reads real shards, trains, logs and saves a loadable checkpoint."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from mm1.config import load_config
-from mm1.train import state as state_module
+from mm1.train import checkpoints as state_module
 from mm1.train.metrics import read_metrics
 from mm1.train.pretrain import build_trainer, pretrain
-from mm1.train.state import latest_checkpoint
+from mm1.train.resume import latest_checkpoint
 from mm1.train.trainer import NumericalFault
 from tests.conftest import ROOT, TINY
 from tests.shards import write_caption_shards, write_text_shards

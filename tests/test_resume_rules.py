@@ -12,7 +12,7 @@ from mm1.config import ConfigError, load_config
 from mm1.errors import CheckpointError
 from mm1.train.metrics import read_metrics
 from mm1.train.pretrain import pretrain
-from mm1.train.state import complete_checkpoints, latest_checkpoint
+from mm1.train.resume import complete_checkpoints, latest_checkpoint
 from tests.conftest import TINY
 from tests.test_resume import fail_rename
 from tests.shards import write_caption_shards

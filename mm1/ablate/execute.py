@@ -23,6 +23,7 @@ from typing import Optional
 
 from mm1 import failure
 from mm1.eval.config import EvalConfig
+from mm1.layout import EvalDir, ModelDir, RunDir
 
 TRAIN_DONE, EVAL_DONE, ERROR = "train.done", "eval.done", "error.json"
 
@@ -68,8 +69,8 @@ def train_command(folder: Path) -> list[str]:
 
 def eval_command(folder: Path) -> list[str]:
     """Score the run's checkpoint with the grid's EvalConfig (the "eval" entry of its run.json)."""
-    return [sys.executable, "-m", "mm1.eval.evaluate", str(folder / "checkpoint"), str(folder / "run.json"),
-            str(folder / "eval")]
+    run = RunDir(folder)
+    return [sys.executable, "-m", "mm1.eval.evaluate", str(run.final), str(folder / "run.json"), str(run.eval)]
 
 
 def _log_tail(log: Path, lines: int = 25) -> str:
@@ -83,7 +84,8 @@ def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: P
     start, failure_file = time.time(), folder / f"{stage}.failure.json"
     failure_file.unlink(missing_ok=True)
     rc = children.finish(children.start(cmd, folder / f"{stage}.log", {**env, failure.ENV: str(failure_file)}))
-    output = folder / "checkpoint" / "model.safetensors" if stage == "train" else folder / "eval" / "results.json"
+    run = RunDir(folder)
+    output = ModelDir(run.final).weights if stage == "train" else EvalDir(run.eval).results
     if rc == 0 and output.is_file():
         done.write_text(json.dumps({"seconds": round(time.time() - start, 1),
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")

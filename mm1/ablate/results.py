@@ -21,6 +21,7 @@ import yaml
 from mm1.ablate.execute import ERROR, EVAL_DONE, TRAIN_DONE
 from mm1.ablate.spec import RESULT_COLUMNS
 from mm1.ablate.sweep import PLAN
+from mm1.layout import EvalDir, RunDir
 
 FIXED = list(RESULT_COLUMNS)
 
@@ -57,11 +58,12 @@ def _status(folder: Path, has_eval: bool) -> str:
 
 
 def _run_info(folder: Path) -> dict:
-    info: dict = {"final_loss": final_loss(folder / "metrics.jsonl")}
-    if (folder / "config.yaml").is_file():
-        info["peak_lr"] = (yaml.safe_load((folder / "config.yaml").read_text()).get("optim") or {}).get("lr")
-    if (folder / "params.json").is_file():
-        params = json.loads((folder / "params.json").read_text())
+    run = RunDir(folder)
+    info: dict = {"final_loss": final_loss(run.metrics)}
+    if run.config.is_file():
+        info["peak_lr"] = (yaml.safe_load(run.config.read_text()).get("optim") or {}).get("lr")
+    if run.params.is_file():
+        params = json.loads(run.params.read_text())
         info["params"], info["decoder_non_embedding"] = params.get("total"), params.get("decoder_non_embedding")
     if (folder / TRAIN_DONE).is_file():
         info["train_seconds"] = json.loads((folder / TRAIN_DONE).read_text()).get("seconds")
@@ -73,7 +75,7 @@ def _run_info(folder: Path) -> dict:
 
 def _score_rows(folder: Path) -> list[dict]:
     """One row per (task, shots) of the run's eval/results.json, trials averaged."""
-    path = folder / "eval" / "results.json"
+    path = EvalDir(RunDir(folder).eval).results
     if not (folder / EVAL_DONE).is_file() or not path.is_file():
         return []
     groups: dict[tuple, list[dict]] = defaultdict(list)

@@ -212,6 +212,11 @@ class Loader:
     def state_dict(self) -> dict:
         return {"consumed": self.state["consumed"], "slots": dict(self.state["slots"])}
 
+    def load_state_dict(self, state: dict) -> None:
+        """Continue after `state` (what `state_dict` gave); takes effect at the next iteration."""
+        self.state = {"consumed": state["consumed"], "slots": dict(state["slots"])}
+        self.dataset.state = self.state
+
     def skips(self) -> Counter:
         total: Counter = Counter()
         for position in self.state["slots"].values():

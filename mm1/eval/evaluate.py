@@ -27,7 +27,8 @@ from mm1.eval.config import DEFAULT_TASKS, EvalConfig
 from mm1.eval.report import summarize, write_outputs
 from mm1.eval.runner import RunResult, TaskData, evaluate, load_task_data
 from mm1.eval.tasks import TASK_DIR, load_specs, resolve, select_tasks
-from mm1.train.checkpoint import load_checkpoint
+from mm1.layout import ModelDir, RunDir
+from mm1.train.model_folder import load_model_folder
 from mm1.train.runtime import pick_device
 
 
@@ -64,11 +65,12 @@ def evaluate_model(model, tokenizer, cfg: EvalConfig, tasks: list[TaskData], ima
 def checkpoint_dir(path: str | Path) -> Path:
     """A checkpoint folder, or a run folder that holds checkpoint/."""
     p = Path(path)
-    return p / "checkpoint" if (p / "checkpoint" / "model.safetensors").is_file() else p
+    final = RunDir(p).final
+    return final if ModelDir(final).weights.is_file() else p
 
 
 def _checkpoint_data_root(ckpt: Path) -> Optional[str]:
-    cfg_file = ckpt / "config.yaml"
+    cfg_file = ModelDir(ckpt).config
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{ckpt} is not an mm1 checkpoint: config.yaml is missing")
     return (yaml.safe_load(cfg_file.read_text()).get("data") or {}).get("root")
@@ -81,8 +83,8 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: Path | str
     `out` defaults to eval/ beside the checkpoint folder; `data_root` to the checkpoint's data.root."""
     ckpt = checkpoint_dir(checkpoint)
     tasks = prepare(cfg, data_root or _checkpoint_data_root(ckpt), task_dir)
-    loaded = load_checkpoint(ckpt, device=pick_device(device, "--device"))
-    out = Path(out) if out else ckpt.parent / "eval"
+    loaded = load_model_folder(ckpt, device=pick_device(device, "--device"))
+    out = Path(out) if out else RunDir(ckpt.parent).eval
     return evaluate_model(loaded.model, loaded.tokenizer, cfg, tasks, loaded.cfg.model.vision.image_size, out,
                           str(ckpt.resolve()), to_dict(loaded.cfg.model), progress)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from mm1 import __version__
 from mm1.eval.config import EvalConfig
 from mm1.eval.runner import RunResult, TaskData
+from mm1.layout import EvalDir
 
 RUN_FIELDS = ("task", "metric", "shots", "trial", "score", "num_samples", "num_errors", "errors", "seconds")
 
@@ -98,15 +99,16 @@ def results_document(runs: list[RunResult], tasks: list[TaskData], settings: Eva
 def write_outputs(out_dir: Path | str, runs: list[RunResult], tasks: list[TaskData], settings: EvalConfig,
                   checkpoint: str, model_config: dict) -> str:
     """Write the four files into out_dir; returns the markdown table."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "predictions.jsonl").open("w") as f:
+    out = EvalDir(out_dir)
+    out.root.mkdir(parents=True, exist_ok=True)
+    with out.predictions.open("w") as f:
         for run in runs:
             for rec in run.records:
                 f.write(json.dumps(dataclasses.asdict(rec)) + "\n")
     doc = results_document(runs, tasks, settings, checkpoint, model_config)
-    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    table = format_table(summarize(runs), settings.shots)
-    (out / "table.md").write_text(table)
-    (out / "table.csv").write_text(table_csv(summarize(runs)))
+    out.results.write_text(json.dumps(doc, indent=2) + "\n")
+    summary = summarize(runs)
+    table = format_table(summary, settings.shots)
+    out.table_md.write_text(table)
+    out.table_csv.write_text(table_csv(summary))
     return table

@@ -1,4 +1,5 @@
-"""Full-state checkpoints that a crash at any moment cannot corrupt.
+"""Writing and reading full-state training checkpoints, which a crash at any moment cannot corrupt
+(which one a run resumes from: mm1.train.resume; the names: mm1.layout).
 
 Layout under `<run>/checkpoints/`:
   step_00000100/   trainer.json (step, data position, fault counters), rng.pt (every
@@ -15,8 +16,7 @@ torch.distributed.checkpoint on load, a full one is broadcast from rank 0.
 A checkpoint is written into `.tmp-step_...`, made visible by an atomic rename,
 and only then does `latest` move (itself replaced atomically). Saving a step that
 has a folder already writes `step_N.1` and removes the old one only after `latest`
-names the new one. A process killed at any moment leaves a complete checkpoint, and
-`--resume auto` takes the newest complete one when `latest` names no complete one.
+names the new one. A process killed at any moment leaves a complete checkpoint.
 Pruning keeps the newest saves by save time (then step), so the checkpoints of an
 older run in the same folder go first. Nothing in these files is unpickled with
 code execution (mm1.train.safeio).
@@ -31,7 +31,6 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -42,19 +41,14 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict, set_state_dict,
 )
 
-from mm1.config import ConfigError
 from mm1.errors import CheckpointError
-from mm1.train.checkpoint import STATE, WEIGHTS, is_sharded, read_shards, save_checkpoint
+from mm1.layout import ModelDir, RunDir
+from mm1.train.model_folder import read_shards, save_model_folder
+from mm1.train.resume import complete_checkpoints, latest_checkpoint, saved_order
 from mm1.train.distributed import Dist, barrier
+from mm1.train.parallelize import unwrap
 from mm1.train.safeio import load_plain
 
-CHECKPOINTS = "checkpoints"
-FINAL = "checkpoint"  # the model alone, written when training is complete
-METRICS = "metrics.jsonl"
-LATEST = "latest"
-OPTIMIZER = "optimizer.pt"  # full optimizer state (1-process runs)
-RNG = "rng.pt"
-TRAINER = "trainer.json"
 LOW_SPACE = 64 << 20  # bytes: a save that fails with less than this free failed for want of space
 
 
@@ -89,28 +83,28 @@ def gather_rng(d: Dist) -> list:
 
 def save_state(run_dir, model, optimizer, cfg, tokenizer, trainer: dict, keep: int, d: Dist = Dist()) -> Path:
     """Write a checkpoint of `trainer["step"]`, move `latest` to it, prune to `keep`. Collective."""
-    root = Path(run_dir) / CHECKPOINTS
-    tmp = root / f".tmp-step_{trainer['step']:08d}"
+    root = RunDir(run_dir).checkpoints
+    tmp, parts = root / f".tmp-step_{trainer['step']:08d}", ModelDir(root / f".tmp-step_{trainer['step']:08d}")
     if d.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(d)
     if d.enabled:  # every rank writes its shards
-        _save_sharded(tmp / STATE, model, optimizer)
+        _save_sharded(parts.state, model, optimizer)
     rngs = gather_rng(d)
     final = None
     if d.is_main:
         with _disk_full_message(root, tmp):
-            save_checkpoint(tmp, unwrap(model), cfg, tokenizer, weights=not d.enabled)
+            save_model_folder(tmp, unwrap(model), cfg, tokenizer, weights=not d.enabled)
             if not d.enabled:
-                torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, tmp / OPTIMIZER)
-            torch.save(rngs, tmp / RNG)
+                torch.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, parts.optimizer)
+            torch.save(rngs, parts.rng)
             info = {**trainer, "world_size": d.world_size, "saved_at": time.time()}
-            (tmp / TRAINER).write_text(json.dumps(info))
+            parts.trainer.write_text(json.dumps(info))
             _fsync_dir(tmp)
             final = _free_name(root, trainer["step"])  # a step saved before keeps its folder until this one is in
             os.replace(tmp, final)
-            _write_atomic(root / LATEST, final.name)
+            _write_atomic(RunDir(run_dir).latest, final.name)
         _prune(root, keep, final)
     barrier(d)
     return final
@@ -147,96 +141,17 @@ def _save_sharded(path: Path, model, optimizer) -> None:
     dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path))
 
 
-def unwrap(model):
-    return getattr(model, "module", model)
-
-
-def is_complete(path: Path) -> bool:
-    """A checkpoint folder with every file resume reads."""
-    if not ((path / TRAINER).is_file() and (path / RNG).is_file()):
-        return False
-    return is_sharded(path) or ((path / WEIGHTS).is_file() and (path / OPTIMIZER).is_file())
-
-
-def _saved_order(path: Path) -> tuple:
-    """(when it was saved, step): sorts checkpoints oldest first, also two runs' checkpoints in one folder."""
-    try:
-        info = json.loads((path / TRAINER).read_text())
-        return float(info.get("saved_at", path.stat().st_mtime)), int(info["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return float("-inf"), -1
-
-
-def complete_checkpoints(run_dir) -> list[Path]:
-    """The run's complete checkpoints, in the order they were saved (newest last)."""
-    root = Path(run_dir) / CHECKPOINTS
-    found = [p for p in root.glob("step_*") if p.is_dir() and is_complete(p)] if root.is_dir() else []
-    return sorted(found, key=_saved_order)
-
-
-def _pointer(run_dir) -> Optional[Path]:
-    pointer = Path(run_dir) / CHECKPOINTS / LATEST
-    return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
-
-
-def latest_checkpoint(run_dir) -> Optional[Path]:
-    """The checkpoint `latest` names when it is complete, else the newest complete one; None if none is."""
-    named = _pointer(run_dir)
-    if named is not None and is_complete(named):
-        return named
-    done = complete_checkpoints(run_dir)
-    return done[-1] if done else None
-
-
-def _resume_auto(run_dir, announce: bool) -> Optional[Path]:
-    """`--resume auto`: the latest complete checkpoint, said so when `latest` names another; None in a
-    folder with no checkpoint; CheckpointError when there are checkpoints but none is complete."""
-    named, found = _pointer(run_dir), latest_checkpoint(run_dir)
-    root = Path(run_dir) / CHECKPOINTS
-    if found is None and (named is not None or any(root.glob("step_*"))):
-        raise CheckpointError(f"--resume auto: {root} holds checkpoints but none is complete; resume from one "
-                              f"with --resume PATH, or start afresh with another output.dir")
-    if announce and found is not None and named is not None and found != named:
-        print(f"mm1: {root / LATEST} names {named.name}, which is missing or incomplete; resuming from the newest "
-              f"complete checkpoint, {found.name}")
-    return found
-
-
-def resolve_resume(run_dir, resume: Optional[str], announce: bool = True) -> Optional[Path]:
-    """`auto` = the latest complete checkpoint of the run (None if there is none); else a path.
-    `announce`: say so when `latest` names no complete checkpoint (one rank of a multi-process run)."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        return _resume_auto(run_dir, announce)
-    path = Path(resume)
-    if (path / CHECKPOINTS).is_dir():
-        path = latest_checkpoint(path)
-    if path is None or not is_complete(path):
-        raise CheckpointError(f"--resume {resume}: no complete checkpoint there (trainer.json, rng.pt and the "
-                              f"weights are needed)")
-    return path
-
-
-def check_new_run(run_dir, resume: Optional[str]) -> None:
-    """A run without --resume never writes into a folder that holds another run's progress."""
-    run_dir = Path(run_dir)
-    used = [name for name in (METRICS, CHECKPOINTS, FINAL) if (run_dir / name).exists()]
-    if resume is None and used:
-        raise ConfigError(f"output.dir: {str(run_dir)!r} already holds a run ({', '.join(used)}); continue it "
-                          f"with --resume auto, or write this one elsewhere with output.dir=ANOTHER_FOLDER")
-
-
 def load_state(path: Path, model, optimizer, d: Dist = Dist()) -> dict:
     """Restore model, optimizer and this rank's RNG, whatever the number of ranks that saved it."""
-    if is_sharded(path):
-        _load_sharded(path / STATE, model, optimizer)
+    parts = ModelDir(path)
+    if parts.sharded:
+        _load_sharded(parts.state, model, optimizer)
     else:
-        _load_full(path, model, optimizer, d)
-    rngs = load_plain(path / RNG)
+        _load_full(parts, model, optimizer, d)
+    rngs = load_plain(parts.rng)
     if d.rank < len(rngs):
         set_rng_state(rngs[d.rank])
-    return json.loads((path / TRAINER).read_text())
+    return json.loads(parts.trainer.read_text())
 
 
 def _load_sharded(path: Path, model, optimizer) -> None:
@@ -248,10 +163,10 @@ def _load_sharded(path: Path, model, optimizer) -> None:
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
-def _load_full(path: Path, model, optimizer, d: Dist) -> None:
+def _load_full(parts: ModelDir, model, optimizer, d: Dist) -> None:
     main = d.is_main or not d.enabled
-    model_sd = load_file(str(path / WEIGHTS)) if main else {}
-    optim_sd = load_plain(path / OPTIMIZER)["optimizer"] if main else {}
+    model_sd = load_file(str(parts.weights)) if main else {}
+    optim_sd = load_plain(parts.optimizer)["optimizer"] if main else {}
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=d.enabled)
     set_model_state_dict(model, model_sd, options=options)
     set_optimizer_state_dict(model, optimizer, optim_sd, options=options)
@@ -275,8 +190,8 @@ def _fsync_dir(path: Path) -> None:
 
 def _prune(root: Path, keep: int, current: Path) -> None:
     """Keep the `keep` newest saves (by save time, then step); drop older copies of the step just saved."""
-    done, step = complete_checkpoints(root.parent), _saved_order(current)[1]
-    replaced = [p for p in done if p != current and _saved_order(p)[1] == step]
+    done, step = complete_checkpoints(root.parent), saved_order(current)[1]
+    replaced = [p for p in done if p != current and saved_order(p)[1] == step]
     kept = [p for p in done if p not in replaced]
     for old in replaced + kept[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -27,13 +27,14 @@ from mm1.config.schema import Config
 from mm1.config.tree import ConfigError, to_dict
 from mm1.eval.evaluate import evaluate_model, prepare
 from mm1.eval.tasks import DATA_DIR_ENV, load_specs, resolve, select_tasks
+from mm1.layout import RunDir
+from mm1.train.checkpoints import full_model_state
 from mm1.train.distributed import Dist, barrier
-from mm1.train.parallelize import strategy
-from mm1.train.state import full_model_state, unwrap
+from mm1.train.parallelize import strategy, unwrap
 
 
 def _eval_config(cfg: Config, run_dir: Path):
-    return dataclasses.replace(cfg.eval, cache_dir=cfg.eval.cache_dir or str(run_dir / "eval" / "rices_cache"))
+    return dataclasses.replace(cfg.eval, cache_dir=cfg.eval.cache_dir or str(RunDir(run_dir).eval / "rices_cache"))
 
 
 def check_training_eval(cfg: Config) -> None:
@@ -73,7 +74,7 @@ def evaluate_during_training(model, tokenizer, cfg: Config, step: int, run_dir, 
     Returns {"eval/<task>/<k>shot": score x100, "eval/average/<k>shot": mean over tasks}."""
     run_dir = Path(run_dir)
     result = evaluate_model(model, tokenizer, _eval_config(cfg, run_dir), tasks, cfg.model.vision.image_size,
-                            run_dir / "eval" / f"step_{step}", f"{run_dir} (step {step}, during training)",
+                            RunDir(run_dir).eval_at(step), f"{run_dir} (step {step}, during training)",
                             to_dict(cfg.model), progress=False)
     return result.scores()
 

@@ -6,10 +6,12 @@ import os
 import time
 from pathlib import Path
 
+from mm1.layout import RunDir
+
 
 class MetricsWriter:
     def __init__(self, run_dir: Path, tensorboard: bool = False):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = RunDir(run_dir).metrics
         self.file = self.path.open("a")
         self.tb = None
         if tensorboard:
@@ -67,5 +69,5 @@ def _step(line: str) -> float:
 
 
 def read_metrics(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,5 +1,5 @@
-"""Model checkpoints: weights (safetensors, or the shards of a multi-process run), resolved config
-and tokenizer in one folder."""
+"""Model folders (mm1.layout.ModelDir): weights (safetensors, or the shards of a multi-process run),
+resolved config, tokenizer and decoder config in one folder; what `mm1.load` reads."""
 from __future__ import annotations
 
 import warnings
@@ -12,16 +12,13 @@ import yaml
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig
 
+from mm1.build import build_model
 from mm1.config import Config, config_from_dict, dump_yaml
+from mm1.layout import ModelDir
 from mm1.model.mm1 import MM1Model
 from mm1.tokenizer import load_tokenizer
 from mm1.train.safeio import SafePlanner, SafeReader
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.yaml"
-TOKENIZER = "tokenizer"
-DECODER = "decoder"  # the decoder's transformers config, so no original model directory is needed
-STATE = "state"  # model + optimizer sharded with torch.distributed.checkpoint (multi-process training runs)
 
 
 @dataclass
@@ -41,22 +38,18 @@ def save_weights(state: dict, path: Path) -> None:
     save_file(out, str(path))
 
 
-def save_checkpoint(path, model: MM1Model, cfg: Config, tokenizer, state: dict | None = None,
-                    weights: bool = True) -> Path:
+def save_model_folder(path, model: MM1Model, cfg: Config, tokenizer, state: dict | None = None,
+                      weights: bool = True) -> Path:
     """Weights (`state`, default the model's own; none if not `weights`), resolved config,
     tokenizer and decoder config."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    folder = ModelDir(path)
+    folder.root.mkdir(parents=True, exist_ok=True)
     if weights:
-        save_weights(model.state_dict() if state is None else state, path / WEIGHTS)
-    (path / CONFIG).write_text(dump_yaml(cfg))
-    tokenizer.save_pretrained(str(path / TOKENIZER))
-    model.decoder.config.save_pretrained(str(path / DECODER))
-    return path
-
-
-def is_sharded(path) -> bool:
-    return (Path(path) / STATE / ".metadata").is_file()
+        save_weights(model.state_dict() if state is None else state, folder.weights)
+    folder.config.write_text(dump_yaml(cfg))
+    tokenizer.save_pretrained(str(folder.tokenizer))
+    model.decoder.config.save_pretrained(str(folder.decoder))
+    return folder.root
 
 
 def read_shards(state: dict, path: Path) -> None:
@@ -75,24 +68,21 @@ def read_shards(state: dict, path: Path) -> None:
 def load_sharded_weights(path, model) -> None:
     """Only the model part of a sharded checkpoint, into an ordinary (unsharded) model."""
     state = {"model": model.state_dict()}
-    read_shards(state, Path(path) / STATE)
+    read_shards(state, ModelDir(path).state)
     model.load_state_dict(state["model"])
 
 
-def load_checkpoint(path, device: str | torch.device = "cpu") -> Loaded:
-    from mm1.build import build_model
-
-    path = Path(path)
-    sharded = is_sharded(path)
-    if not sharded and not (path / WEIGHTS).is_file():
-        raise FileNotFoundError(f"{path} is not an mm1 checkpoint: {WEIGHTS} is missing")
-    cfg = config_from_dict(yaml.safe_load((path / CONFIG).read_text()))
+def load_model_folder(path, device: str | torch.device = "cpu") -> Loaded:
+    folder = ModelDir(path)
+    if not folder.sharded and not folder.weights.is_file():
+        raise FileNotFoundError(f"{folder.root} is not an mm1 checkpoint: {folder.weights.name} is missing")
+    cfg = config_from_dict(yaml.safe_load(folder.config.read_text()))
     cfg.model.vision.pretrained = None  # the saved weights replace any pretrained init
-    tokenizer = load_tokenizer(path / TOKENIZER)
-    decoder_cfg = AutoConfig.from_pretrained(str(path / DECODER), local_files_only=True)
+    tokenizer = load_tokenizer(folder.tokenizer)
+    decoder_cfg = AutoConfig.from_pretrained(str(folder.decoder), local_files_only=True)
     model = build_model(cfg, tokenizer, device="cpu", decoder_hf_cfg=decoder_cfg)
-    if sharded:
-        load_sharded_weights(path, model)
+    if folder.sharded:
+        load_sharded_weights(folder.root, model)
     else:
-        model.load_state_dict(load_file(str(path / WEIGHTS)))
+        model.load_state_dict(load_file(str(folder.weights)))
     return Loaded(cfg, tokenizer, model.to(device).eval())

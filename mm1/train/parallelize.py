@@ -77,3 +77,8 @@ def parallelize(model: MM1Model, cfg: ParallelConfig, d: Dist, device: torch.dev
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
     return model
+
+
+def unwrap(model: nn.Module) -> MM1Model:
+    """The MM1Model inside a DDP wrapper (FSDP2 shards the model in place: it is its own unwrapped form)."""
+    return getattr(model, "module", model)

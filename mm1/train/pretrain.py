@@ -13,15 +13,18 @@ from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.config.validate import check_pretrained_paths
 from mm1.data.loader import build_loader
-from mm1.train.checkpoint import save_checkpoint
-from mm1.train.mfu import device_peak_flops, image_flops
-from mm1.train.optim import build_optimizer, resolve_lr
-from mm1.train.provenance import provenance
-from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
+from mm1.data.synth import corpus_is_complete, write_corpus
+from mm1.layout import RunDir
+from mm1.train.checkpoints import full_model_state
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
 from mm1.train.evaluation import check_training_eval, prepare_training_eval
-from mm1.train.parallelize import parallelize
-from mm1.train.state import check_new_run, full_model_state, resolve_resume, unwrap
+from mm1.train.mfu import device_peak_flops, image_flops
+from mm1.train.model_folder import save_model_folder
+from mm1.train.optim import build_optimizer, resolve_lr
+from mm1.train.parallelize import parallelize, unwrap
+from mm1.train.provenance import provenance
+from mm1.train.resume import check_new_run, resolve_resume
+from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.trainer import StoppedBySignal, Trainer
 
 
@@ -29,8 +32,6 @@ def prepare_data(cfg: Config) -> None:
     """Generate the embedded corpus on first use when the recipe asks for it (one writer at a time)."""
     if cfg.data.synth is None:
         return
-    from mm1.data.synth import corpus_is_complete, write_corpus
-
     root = Path(cfg.data.root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
@@ -91,7 +92,8 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     model = parallelize(model, cfg.parallel, d, device, amp)
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
-    trainer = Trainer(cfg, model, optimizer, loader, tokenizer, device, amp, run_dir, d, flops, eval_tasks=eval_tasks)
+    trainer = Trainer(cfg, model=model, optimizer=optimizer, loader=loader, tokenizer=tokenizer, device=device,
+                      amp_dtype=amp, run_dir=run_dir, dist=d, flops=flops, eval_tasks=eval_tasks)
     start = resolve_resume(run_dir, resume, announce=d.is_main)
     if start is not None:
         trainer.restore(start)
@@ -101,9 +103,10 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
 
 
 def write_run_files(run_dir: Path, cfg: Config, counts: dict) -> None:
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    (run_dir / "params.json").write_text(json.dumps(counts, indent=2))
-    (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
+    run = RunDir(run_dir)
+    run.config.write_text(dump_yaml(cfg))
+    run.params.write_text(json.dumps(counts, indent=2))
+    run.provenance.write_text(json.dumps(provenance(), indent=2))
 
 
 def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
@@ -127,7 +130,7 @@ def save_final(trainer: Trainer) -> None:
     """The model alone (weights, config, tokenizer) in `<run>/checkpoint`: what eval and export read."""
     model_sd = full_model_state(trainer.model)
     if trainer.dist.is_main:
-        path = save_checkpoint(trainer.run_dir / "checkpoint", unwrap(trainer.model), trainer.cfg, trainer.tokenizer,
+        path = save_model_folder(RunDir(trainer.run_dir).final, unwrap(trainer.model), trainer.cfg, trainer.tokenizer,
                                state=model_sd)
         print(f"mm1: checkpoint saved to {path}")
     barrier(trainer.dist)

@@ -11,15 +11,17 @@ import torch
 from tqdm import tqdm
 
 from mm1.config.schema import Config
-from mm1.data.batch import Batch
+from mm1.data.batch import IGNORE, Batch
 from mm1.data.loader import check_damaged_shards, check_skip_rate
-from mm1.model.mm1 import MM1Model
-from mm1.train.metrics import MetricsWriter, Throughput
-from mm1.train.optim import lr_at
+from mm1.layout import RunDir
+from mm1.train.checkpoints import load_state, save_state
 from mm1.train.distributed import Dist, all_reduce_sum
 from mm1.train.evaluation import evaluate_run
+from mm1.train.metrics import MetricsWriter, Throughput
+from mm1.train.mfu import step_flops
+from mm1.train.optim import lr_at
+from mm1.train.parallelize import unwrap
 from mm1.train.runtime import autocast
-from mm1.train.state import load_state, save_state
 
 
 class StoppedBySignal(Exception):
@@ -49,7 +51,7 @@ def train_step(model, batches: list[Batch], optimizer, grad_clip: float, device,
     """Accumulate gradients over micro-batches, weighting each by its share of the labelled tokens of
     the whole step on every rank, so the update equals one step on the concatenated global batch.
     A non-finite loss or gradient norm on any rank skips the update on all ranks."""
-    local = sum(int((b.labels[:, 1:] != -100).sum()) for b in batches)
+    local = sum(int((b.labels[:, 1:] != IGNORE).sum()) for b in batches)
     total = max(all_reduce_sum(local, d, device), 1)
     scale = d.world_size / total  # DDP and FSDP average gradients over ranks
     optimizer.zero_grad(set_to_none=True)
@@ -120,17 +122,17 @@ class StopSignal:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path,
-                 d: Dist = Dist(), flops: dict | None = None, *, eval_tasks: list | None = None):
+    def __init__(self, cfg: Config, *, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path,
+                 dist: Dist = Dist(), flops: dict | None = None, eval_tasks: list | None = None):
         self.cfg, self.model, self.optimizer, self.loader = cfg, model, optimizer, loader
         self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
-        self.dist = d
+        self.dist = dist
         self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
         self.eval_tasks = eval_tasks or []  # TaskData of eval.tasks (mm1.train.evaluation.prepare_training_eval)
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
         self.stopped_by: int | None = None  # the signal that stopped the run early
         self.stats, self.speed = DataStats(loader), Throughput()
-        self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if d.is_main else None
+        self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if dist.is_main else None
 
     def restore(self, path: Path) -> None:
         state = load_state(path, self.model, self.optimizer, self.dist)
@@ -138,8 +140,7 @@ class Trainer:
         self.stats.sources.update(state["sources"])
         if state.get("data_slots") == self._data_slots():
             per_rank = state["data"]["consumed"] // self.dist.world_size  # ranks consume in lockstep
-            self.loader.state = {"consumed": per_rank, "slots": dict(state["data"]["slots"])}
-            self.loader.dataset.state = self.loader.state
+            self.loader.load_state_dict({"consumed": per_rank, "slots": state["data"]["slots"]})
         elif self.dist.is_main:
             print(f"mm1: saved with {state.get('data_slots')} data slots (ranks x workers), resumed with "
                   f"{self._data_slots()}: model, optimizer and step restored; the data position restarts")
@@ -220,16 +221,14 @@ class Trainer:
     def _step_flops(self, result: StepResult) -> int:
         if not self.flops:
             return 0
-        from mm1.train.mfu import step_flops
-
-        decoder = getattr(self.model, "module", self.model).decoder
+        decoder = unwrap(self.model).decoder
         return step_flops(result.tokens, result.images, self.cfg.data.seq_len, decoder, self.flops["per_image"])
 
     def _check_faults(self) -> None:
         if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
             raise NumericalFault(
                 f"{self.bad_in_a_row} consecutive steps had a non-finite loss or gradient norm (up to step "
-                f"{self.step}); the last good checkpoint is kept in {self.run_dir / 'checkpoints'}"
+                f"{self.step}); the last good checkpoint is kept in {RunDir(self.run_dir).checkpoints}"
             )
 
     def _lr(self) -> float:
