@@ -7,12 +7,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny.yaml"
+FIXTURES = ROOT / "tests" / "fixtures"
 # the embedded corpus at test size (SynthConfig fields)
 SMALL_CORPUS = dict(seed=0, caption_samples=120, interleaved_samples=60, text_samples=60, eval_samples=40,
                     samples_per_shard=40)
@@ -34,3 +38,37 @@ def tiny_overrides(synth_root, tmp_path) -> list[str]:
     """Overrides that point the tiny recipe at the small corpus and a temporary run folder."""
     return [f"data.root={synth_root}", "data.synth=null", f"output.dir={tmp_path / 'run'}",
             "train.batch_size=4", "train.log_every=1"]
+
+
+def build_tiny(*overrides: str, seed: int = 0):
+    """(cfg, tokenizer, model) of the tiny recipe with `overrides`, weights from torch seed `seed`."""
+    import torch
+
+    from mm1.build import build
+    from mm1.config import load_config
+
+    cfg = load_config(TINY, list(overrides))
+    torch.manual_seed(seed)
+    tokenizer, model = build(cfg)
+    return cfg, tokenizer, model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args: list[str], launcher: str = "torchrun") -> subprocess.CompletedProcess:
+    """`mm1 pretrain` of the tiny recipe with `args`, as 2 gloo processes started by torchrun or accelerate."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = {
+        "torchrun": ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"],
+        # README's accelerate command; --multi_gpu launches N processes, which use gloo on a CPU machine
+        "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                       "--main_process_ip", "127.0.0.1"],
+    }[launcher]
+    port = ["--master-port" if launcher == "torchrun" else "--main_process_port", str(free_port())]
+    cmd = [sys.executable, *launch, *port, "-m", "mm1", "pretrain", str(TINY), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)

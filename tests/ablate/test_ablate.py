@@ -1,0 +1,294 @@
+"""`mm1 ablate`: grid expansion, sweeps (failure, kill and resume), tables, plots and the lr law."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from mm1.ablate.grid import GridError, check_runs, expand, load_grid
+from mm1.ablate.lrfit import fit_log_linear, fit_lr_law
+from mm1.ablate.report import build_report
+from mm1.ablate.sweep import Plan, write_plan
+from mm1.cli import main
+from tests.conftest import ROOT, TINY
+
+GRIDS = sorted((ROOT / "ablations").glob("*.yaml"))
+
+# A model small enough that a run is mostly process start-up.
+MICRO = {
+    "data.synth": None, "model.vision.width": 32, "model.vision.layers": 1, "model.vision.heads": 2,
+    "model.connector.hidden": 32, "model.connector.num_tokens": 4, "model.decoder.hidden_size": 32,
+    "model.decoder.num_layers": 1, "model.decoder.num_heads": 2, "data.seq_len": 96, "train.batch_size": 2,
+    "train.log_every": 1, "optim.warmup_steps": 1,
+}
+
+
+def write_grid(path, synth_root=None, **fields):
+    data = {"name": "micro", "base": str(TINY), "steps": 2,
+            "set": {**MICRO, **({"data.root": str(synth_root)} if synth_root else {})}, **fields}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# --- grid expansion ------------------------------------------------------------------------------------------
+
+
+def test_product_of_axes_and_seeds(tmp_path):
+    grid = load_grid(write_grid(tmp_path / "g.yaml", axes={
+        "connector": {"key": "model.connector.kind", "values": ["avg_pool", "attention_pool"]},
+        "tokens": {"key": "model.connector.num_tokens", "values": [1, 4, 16], "short": "tok"},
+    }, seeds=[0, 1]))
+    runs = expand(grid)
+    assert len(runs) == 2 * 3 * 2 and len({r.name for r in runs}) == 12
+    assert runs[0].name == "avg_pool_tok1_s0" and runs[1].name == "avg_pool_tok1_s1"
+    assert runs[-1].labels == {"connector": "attention_pool", "tokens": "16"} and runs[-1].seed == 1
+    configs = check_runs(runs)
+    for run, cfg in zip(runs, configs):
+        assert cfg.model.connector.kind == run.labels["connector"]
+        assert cfg.model.connector.num_tokens == int(run.labels["tokens"])
+        assert cfg.train.seed == cfg.data.seed == run.seed and cfg.train.steps == 2
+        assert cfg.model.decoder.hidden_size == 32  # the shared `set` applies to every run
+
+
+def test_explicit_variants_crossed_with_an_axis(tmp_path):
+    grid = load_grid(write_grid(tmp_path / "g.yaml", variants=[
+        {"labels": {"encoder": "small", "data": "a"}, "set": {"model.vision.width": 32}},
+        {"labels": {"encoder": "wide", "data": "b"}, "set": {"model.vision.width": 64, "data.mixture.text": 0.5}},
+    ], axes={"resolution": {"key": "model.vision.image_size", "values": [32, 64]}}))
+    runs = expand(grid)
+    assert [r.name for r in runs] == ["small_a_32_s0", "small_a_64_s0", "wide_b_32_s0", "wide_b_64_s0"]
+    assert list(runs[2].labels) == ["encoder", "data", "resolution"]
+    cfgs = check_runs(runs)
+    assert [c.model.vision.width for c in cfgs] == [32, 32, 64, 64]
+    assert [c.model.vision.image_size for c in cfgs] == [32, 64, 32, 64]
+    assert cfgs[3].data.mixture["text"] == 0.5 and cfgs[0].data.mixture["text"] == 0.1
+
+
+def test_multi_key_levels_and_preset_merge(tmp_path):
+    grid_file = tmp_path / "g.yaml"
+    grid = load_grid(write_grid(grid_file, axes={"mixture": {"levels": {
+        "5:5:1": {"data.mixture.caption": 5, "data.mixture.interleaved": 5, "data.mixture.text": 1},
+        "1:0:0": {"data.mixture.caption": 1, "data.mixture.interleaved": 0, "data.mixture.text": 0}}}},
+        presets={"short": {"steps": 1, "set": {"train.batch_size": 3}, "eval": None,
+                           "axes": {"mixture": {"levels": {"2:2:1": {"data.mixture.text": 0.2}}}}}}), preset="short")
+    assert grid.eval is None  # a preset's null is a value: train only
+    runs = expand(grid)
+    assert [r.labels["mixture"] for r in runs] == ["2:2:1"]  # an axis's own keys are replaced, not merged
+    cfg = check_runs(runs)[0]
+    assert cfg.data.mixture == {"caption": 0.45, "interleaved": 0.45, "text": 0.2}
+    assert cfg.train.steps == 1 and cfg.train.batch_size == 3
+    assert cfg.model.decoder.hidden_size == 32  # the rest of `set` is kept
+    cfgs = check_runs(expand(load_grid(grid_file)))
+    assert cfgs[0].data.mixture == {"caption": 5.0, "interleaved": 5.0, "text": 1.0}
+    assert cfgs[1].data.mixture["interleaved"] == 0.0
+
+
+@pytest.mark.parametrize("preset", [None, "tiny"])
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_every_shipped_grid_expands_and_every_run_config_loads(path, preset):
+    grid = load_grid(path, preset)
+    runs = expand(grid)
+    assert len(runs) >= 2 and len(check_runs(runs)) == len(runs)
+    if preset == "tiny":
+        assert grid.base == str(TINY)
+
+
+def test_shipped_grids_cover_the_paper():
+    assert {"connectors", "resolution", "tokens", "encoder", "data_mixture", "moe", "lr"} <= {p.stem for p in GRIDS}
+    runs = expand(load_grid("connectors"))
+    connectors = ("avg_pool", "attention_pool", "c_abstractor")
+    assert {tuple(r.labels.values()) for r in runs} == {
+        (c, t, r) for c in connectors for t in ("64", "144") for r in ("224", "336")}
+    mixtures = expand(load_grid("data_mixture", "tiny"))
+    assert "5:5:1" in {r.labels["mixture"] for r in mixtures}
+
+
+def test_invalid_override_key_is_named_before_anything_runs(tmp_path, capsys):
+    path = write_grid(tmp_path / "g.yaml", axes={
+        "tokens": {"key": "model.connector.num_tokens", "values": [4, 16]},
+        "width": {"key": "model.connector.hiddn", "values": [32]}})
+    with pytest.raises(GridError, match=r"run 4_32_s0: model\.connector\.hiddn: unknown key"):
+        check_runs(expand(load_grid(path)))
+    out = tmp_path / "out"
+    assert main(["ablate", "--grid", str(path), "--out", str(out)]) == 2
+    assert "model.connector.hiddn" in capsys.readouterr().err
+    assert not out.exists()  # nothing ran, no folder written
+
+
+def test_a_bad_value_in_the_last_run_stops_the_sweep_before_the_first(tmp_path, capsys):
+    path = write_grid(tmp_path / "g.yaml", axes={"tokens": {"key": "model.connector.num_tokens", "values": [4, 15]}})
+    out = tmp_path / "out"
+    assert main(["ablate", "--grid", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "run 15_s0" in err and "model.connector.num_tokens: 15 is not a perfect square" in err
+    assert not out.exists()
+
+
+def test_grid_file_mistakes_name_the_grid_key(tmp_path):
+    with pytest.raises(GridError, match=r"axes\.tokens\.vals: unknown key"):
+        load_grid(write_grid(tmp_path / "a.yaml", axes={"tokens": {"key": "x", "vals": [1]}}))
+    with pytest.raises(GridError, match=r"presets\.tiny: no such preset"):
+        load_grid(write_grid(tmp_path / "b.yaml"), preset="tiny")
+    axes = {"connector": {"key": "model.connector.kind", "values": ["mlp"]}}
+    with pytest.raises(GridError, match=r"plot\.hue: 'conector' is not an axis"):
+        load_grid(write_grid(tmp_path / "c.yaml", axes=axes, plot={"kind": "bars", "hue": "conector"}))
+    with pytest.raises(GridError, match=r"eval\.tasks: unknown task 'synth_vqq'"):
+        load_grid(write_grid(tmp_path / "d.yaml", eval={"tasks": "synth_vqq"}))
+    with pytest.raises(GridError, match="unknown grid 'nope'"):
+        load_grid("nope")
+
+
+@pytest.mark.slow
+def test_dry_run_lists_runs_overrides_and_cost(capsys):
+    assert main(["ablate", "--grid", "connectors", "--preset", "tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("model.connector.kind=") == 12 and "attention_pool_tok16_px64_s0" in out
+    assert "params 4.2" in out and "token positions" in out and "12 runs" in out
+
+
+# --- sweeps (real subprocess runs of a micro model) ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_failing_run_is_recorded_while_the_sweep_completes(tmp_path, synth_root, capsys):
+    path = write_grid(tmp_path / "g.yaml", synth_root, variants=[
+        {"labels": {"variant": "ok"}, "set": {}},
+        {"labels": {"variant": "broken"}, "set": {"data.sources.text.shards": ["no_such_folder/*.tar"]}}],
+        eval={"tasks": "synth_vqa", "shots": [0], "limit": 2, "batch_size": 2},
+        plot={"kind": "bars", "panels": "shots", "groups": ["variant"]})
+    out = tmp_path / "out"
+    assert main(["ablate", "--grid", str(path), "--out", str(out), "--jobs", "2"]) == 1
+    assert "1 run(s) failed: broken_s0" in capsys.readouterr().err
+    error = json.loads((out / "runs" / "broken_s0" / "error.json").read_text())
+    assert error["stage"] == "train" and error["returncode"] != 0 and "no_such_folder" in error["error"]
+    assert (out / "runs" / "ok_s0" / "eval.done").is_file()
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {(r["run"], r["status"]) for r in rows} == {("ok_s0", "finished"), ("broken_s0", "failed")}
+    assert "no_such_folder" in next(r for r in rows if r["run"] == "broken_s0")["error"]
+    assert "`broken_s0`: failed" in (out / "summary.md").read_text()
+
+
+def _wait_for(predicate, proc, timeout: float) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the sweep ended early (rc {proc.returncode})"
+        assert time.time() < end, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path, synth_root):
+    path = write_grid(tmp_path / "g.yaml", synth_root, eval=None, variants=[
+        {"labels": {"variant": "quick"}, "set": {}},
+        {"labels": {"variant": "slow"}, "set": {"train.steps": 40, "train.checkpoint_every": 10}}])
+    out = tmp_path / "out"
+    quick, slow = out / "runs" / "quick_s0", out / "runs" / "slow_s0"
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mm1", "ablate", "--grid", str(path), "--out", str(out)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_for(lambda: (slow / "checkpoints" / "latest").is_file(), proc, timeout=240)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its pretrain, as a crash would
+            proc.wait()
+    assert (quick / "train.done").is_file() and not (slow / "train.done").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in (quick / "train.done", quick / "checkpoint" / "model.safetensors",
+                                                  quick / "metrics.jsonl")}
+    assert main(["ablate", "--grid", str(path), "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the finished run was not re-run
+    assert (quick / "train.log").read_text().count("\n=== ") == 1
+    assert "resumed from" in (slow / "train.log").read_text() and (slow / "train.done").is_file()
+    steps = [json.loads(x)["step"] for x in (slow / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 40 and set(steps) == set(range(1, 41))  # resumed where the checkpoint left off
+
+
+# --- tables and plots from fixture results -------------------------------------------------------------------
+
+TASKS = {"synth_caption": "cider", "synth_vqa": "vqa_accuracy", "synth_textvqa": "vqa_accuracy"}
+
+
+def fixture_score(labels: dict, seed: int, task: str, shots: int) -> float:
+    """Made-up scores: resolution and tokens matter, the connector barely, k-shot adds, seeds jitter."""
+    base = 10 + 8 * (labels["resolution"] == "64") + 5 * (labels["tokens"] == "16")
+    return base + {"avg_pool": 0.0, "attention_pool": 0.3, "c_abstractor": 0.6}[labels["connector"]] \
+        + shots + seed * 0.5 + len(task) * 0.1
+
+
+def write_fixture_sweep(out, grid, runs, score=fixture_score, lr=None, loss=None):
+    """Run folders as a finished sweep leaves them (markers, eval results, metrics, params, config)."""
+    write_plan(out, Plan(grid, runs, [], "tiny"))
+    for run in runs:
+        folder = out / "runs" / run.name
+        (folder / "eval").mkdir(parents=True)
+        for marker in ("train.done", "eval.done"):
+            (folder / marker).write_text(json.dumps({"seconds": 1.0}))
+        results = [{"task": t, "metric": m, "shots": k, "trial": 0, "score": score(run.labels, run.seed, t, k)}
+                   for t, m in TASKS.items() for k in (grid.eval.shots if grid.eval else [])]
+        (folder / "eval" / "results.json").write_text(json.dumps({"runs": results}))
+        final = loss(run.labels) if loss else 1.0
+        (folder / "metrics.jsonl").write_text(
+            "\n".join(json.dumps({"step": s, "loss": final + (100 - s) / 100}) for s in (1, 50, 95, 100)))
+        n = {"S": 1e6, "M": 1e7, "L": 1e8}.get(run.labels.get("size"), 5e6)
+        (folder / "params.json").write_text(json.dumps({"total": 2 * n, "decoder_non_embedding": n}))
+        (folder / "config.yaml").write_text(yaml.safe_dump({"optim": {"lr": lr(run.labels) if lr else 1e-3}}))
+
+
+def test_table_csv_and_plot_from_fixture_results(tmp_path):
+    grid = load_grid("connectors", "tiny")
+    grid.seeds = [0, 1]
+    runs = expand(grid)
+    write_fixture_sweep(tmp_path, grid, runs)
+    assert main(["ablate", "--report", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert list(rows[0])[:6] == ["run", "connector", "tokens", "resolution", "seed", "status"]
+    assert {"task", "shots", "score", "final_loss"} <= set(rows[0])
+    assert len(rows) == 24 * 3 * 3  # runs x tasks x shots
+    summary = (tmp_path / "summary.md").read_text()
+    table = summary.split("| connector |")[1].split("\n\n")[0]
+    assert table.count("\n| ") == 12  # one row per connector x tokens x resolution
+    # best 0-shot: c_abstractor, 16 tokens, 64 px: 10 + 8 + 5 + 0.6 + mean(0, 0.5) + mean task-name term
+    best = 23.6 + 0.25 + 0.1 * sum(map(len, TASKS)) / 3
+    assert f"| c_abstractor | 16 | 64 | **{best:.1f} ± 0.4** |" in summary
+    png = tmp_path / "connectors.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    assert imread(png).shape[1] > 1000  # three panels side by side
+
+
+def test_lr_fit_recovers_a_known_law():
+    a, b = -0.4214, -0.5535
+    points = [(n, math.exp(a * math.log(n) + b)) for n in (9e6, 85e6, 302e6, 1.2e9)]
+    fa, fb = fit_log_linear(points)
+    assert fa == pytest.approx(a, abs=1e-9) and fb == pytest.approx(b, abs=1e-9)
+    with pytest.raises(ValueError, match="two or more model sizes"):
+        fit_log_linear(points[:1])
+
+
+@pytest.mark.slow
+def test_lr_sweep_report_picks_the_best_lr_per_size_and_prints_a_and_b(tmp_path, capsys):
+    a, b = -0.5, -1.0
+    n = {"S": 1e6, "M": 1e7, "L": 1e8}
+    law = {size: math.exp(a * math.log(v) + b) for size, v in n.items()}
+    grid = load_grid("lr", "tiny")
+    grid.axes["size"].levels = {size: {"model.decoder.hidden_size": 64} for size in n}
+    grid.axes["lr"].values = sorted({law[s] * f for s in n for f in (1 / 3, 1, 3)})
+    grid.eval = None
+    runs = expand(grid)
+    lr_of = lambda labels: float(labels["lr"])  # noqa: E731
+    # a loss bowl in log(lr) around each size's law value
+    loss = lambda labels: 2 + (math.log(lr_of(labels)) - math.log(law[labels["size"]])) ** 2  # noqa: E731
+    write_fixture_sweep(tmp_path, grid, runs, lr=lr_of, loss=loss)
+    fit = fit_lr_law(build_report(tmp_path).rows, "size")
+    assert fit.a == pytest.approx(a, abs=1e-6) and fit.b == pytest.approx(b, abs=1e-6)
+    assert main(["ablate", "--report", str(tmp_path)]) == 0
+    assert "a = -0.5000, b = -1.0000" in capsys.readouterr().out
+    assert (tmp_path / "lr_law.png").stat().st_size > 10_000
