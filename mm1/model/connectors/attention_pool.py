@@ -16,6 +16,7 @@ from torch import nn
 
 from mm1.errors import ConfigError
 from mm1.fields import checked
+from mm1.model.connectors.common import hidden_from_vision
 
 
 @dataclass
@@ -29,8 +30,7 @@ class AttentionPoolConnector(nn.Module):
 
     @staticmethod
     def derive(cfg, vision_width: int, grid: int) -> None:
-        if cfg.hidden is None:
-            cfg.hidden = vision_width
+        hidden_from_vision(cfg, vision_width)
 
     @staticmethod
     def check(cfg, grid: int) -> None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm1.model.connectors.mlp import MLPConfig, projection_mlp
-from mm1.model.connectors.square import square_side
+from mm1.model.connectors.common import square_side
 
 
 class AvgPoolConnector(nn.Module):

@@ -22,7 +22,7 @@ from torch import nn
 
 from mm1.fields import checked
 from mm1.model.connectors.regnet import reg_stage
-from mm1.model.connectors.square import square_side
+from mm1.model.connectors.common import hidden_from_vision, square_side
 
 
 @dataclass
@@ -36,8 +36,7 @@ class CAbstractor(nn.Module):
 
     @staticmethod
     def derive(cfg, vision_width: int, grid: int) -> None:
-        if cfg.hidden is None:
-            cfg.hidden = vision_width
+        hidden_from_vision(cfg, vision_width)
 
     @staticmethod
     def check(cfg, grid: int) -> None:

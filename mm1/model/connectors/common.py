@@ -1,4 +1,5 @@
-"""The one check of connectors that pool the patch grid to a square of image tokens."""
+"""What several connectors share: the square token grid of the pooling ones, and a width that defaults
+to the vision width."""
 from __future__ import annotations
 
 import math
@@ -17,3 +18,9 @@ def square_side(num_tokens: int, grid: int, kind: str) -> int:
         raise ConfigError(f"model.connector.num_tokens: {num_tokens} needs a {side}x{side} grid but the encoder "
                           f"gives {grid}x{grid} patches; allowed: at most {grid * grid}")
     return side
+
+
+def hidden_from_vision(cfg, vision_width: int) -> None:
+    """`hidden` (c_abstractor, attention_pool): None means the vision width."""
+    if cfg.hidden is None:
+        cfg.hidden = vision_width
