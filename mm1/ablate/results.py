@@ -123,6 +123,7 @@ class Cell:
     labels: tuple[str, ...]
     values: dict[str, list[float]] = field(default_factory=dict)  # e.g. "0-shot" (task average), "synth_vqa 0-shot"
     seeds: int = 0
+    tasks: set[str] = field(default_factory=set)  # the tasks scored
 
 
 def shot_column(shots: int, task: str | None = None) -> str:
@@ -155,6 +156,7 @@ def _add_seed(cell: Cell, seed_rows: list[dict]) -> None:
     scored = [r for r in seed_rows if r.get("task")]
     by_shots: dict[int, list[float]] = defaultdict(list)
     for r in scored:
+        cell.tasks.add(r["task"])
         cell.values.setdefault(shot_column(r["shots"], r["task"]), []).append(r["score"])
         by_shots[r["shots"]].append(r["score"])
     for shots, scores in sorted(by_shots.items()):

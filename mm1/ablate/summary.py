@@ -50,7 +50,7 @@ def main_metrics(plan: dict) -> list[str]:
 
 
 def tasks_of(cells: list[Cell]) -> list[str]:
-    return sorted({k.rsplit(" ", 1)[0] for c in cells for k in c.values if k.endswith("-shot") and " " in k})
+    return sorted(set().union(*(c.tasks for c in cells)))
 
 
 def detail_metrics(cells: list[Cell], plan: dict) -> list[str]:
