@@ -29,12 +29,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from mm1.build import param_counts, vocab_size_for
 from mm1.config import Config, ConfigError
 from mm1.model.mm1 import MM1Model
 from mm1.tokenizer import build_tokenizer
+from mm1.train.mfu import decoder_flops_per_token, image_flops
 from mm1.train.parallelize import blocks  # the FSDP units
 
 GIB = 2**30
@@ -62,27 +62,6 @@ def _numel(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def decoder_flops_per_token(decoder: torch.nn.Module, active_params: int, seq_len: int) -> int:
-    """Training FLOPs per token of a transformers decoder; see the module docstring."""
-    c = decoder.config
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    emb, head = decoder.get_input_embeddings().weight, decoder.get_output_embeddings().weight
-    matmul_params = active_params - (0 if head is emb else emb.numel())
-    return 6 * matmul_params + 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * seq_len
-
-
-def image_flops(model: MM1Model) -> int:
-    """Training FLOPs of one image through the encoder and connector, counted on the meta device."""
-    size = model.cfg.vision.image_size
-    image = torch.empty(1, 3, size, size, device="meta")  # (1, 3, H, W)
-    with FlopCounterMode(display=False) as vision_count:
-        features = model.vision(image)  # (1, P, Dv)
-    with FlopCounterMode(display=False) as connector_count:
-        model.connector(features)  # (1, T, D)
-    vision_factor = 1 if model.cfg.vision.freeze else 3
-    return vision_factor * vision_count.get_total_flops() + 3 * connector_count.get_total_flops()
-
-
 def memory_per_gpu(cfg: Config, model: MM1Model, gpus: int) -> dict:
     """Model-state memory per GPU under FSDP2; see the module docstring."""
     par = cfg.parallel
@@ -106,10 +85,9 @@ def info(cfg: Config, gpus: int = 8) -> dict:
     model = meta_model(cfg)
     v = cfg.model.vision
     params = param_counts(model)
-    active = params["decoder_active"]
     return {
         "params": params,
-        "flops_per_token": decoder_flops_per_token(model.decoder, active, cfg.data.seq_len),
+        "flops_per_token": decoder_flops_per_token(model.decoder, cfg.data.seq_len),
         "flops_per_image": image_flops(model),
         "memory_per_gpu": memory_per_gpu(cfg, model, gpus),
         "tokens_per_image": cfg.model.connector.num_tokens,

@@ -11,9 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from mm1.cli import main
 from mm1.config import ConfigError, load_config, to_dict
 from mm1.config.schema import DecoderConfig, MoEConfig
-from mm1.info import GIB, decoder_flops_per_token, info, memory_per_gpu, meta_model
+from mm1.info import GIB, info, memory_per_gpu, meta_model
+from mm1.train.mfu import decoder_flops_per_token
 from mm1.model.decoder import build_decoder
-from mm1.model.moe import inactive_expert_params
 from tests.conftest import FIXTURES, ROOT
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -85,8 +85,7 @@ def test_flops_per_token_matches_counted_flops(moe):
     batch, seq = 2, 48
     with FlopCounterMode(display=False) as counter:
         decoder(torch.randint(0, 100, (batch, seq))).logits.float().sum().backward()
-    active = sum(p.numel() for p in decoder.parameters()) - inactive_expert_params(decoder)
-    formula = decoder_flops_per_token(decoder, active, seq)
+    formula = decoder_flops_per_token(decoder, seq)
     assert formula == pytest.approx(counter.get_total_flops() / (batch * seq), rel=0.01)
 
 
