@@ -1,7 +1,9 @@
 """`mm1 ablate --dry-run`: every run with its overrides and an estimated training cost.
 
 The cost comes from `mm1.info` (the model built on the meta device, no memory used):
-  token positions = steps x batch_size x grad_accum x seq_len (one process; more processes multiply it)
+  sequences       = steps x the global batch: train.global_batch_size when set (the recipe's whole
+                    batch over every process), else batch_size x grad_accum (one process)
+  token positions = sequences x seq_len
   decoder FLOPs   = token positions x flops_per_token (forward + backward)
   image FLOPs     = at most max_images_per_seq images per sequence x flops_per_image (an upper bound:
                     packed sequences often hold fewer images)
@@ -13,13 +15,19 @@ from mm1.config import Config, dump_yaml
 from mm1.info import info
 
 
+def global_batch(cfg: Config) -> int:
+    """Sequences per optimizer step over every process (one process when the recipe does not say)."""
+    t = cfg.train
+    return t.global_batch_size if t.global_batch_size is not None else t.batch_size * t.grad_accum
+
+
 def run_cost(cfg: Config, cache: dict) -> dict:
     key = dump_yaml(cfg.model) + str(cfg.data.seq_len)  # seeds share a model: size it once
     if key not in cache:
         cache[key] = info(cfg)
     i = cache[key]
     t = cfg.train
-    sequences = t.steps * t.batch_size * t.grad_accum
+    sequences = t.steps * global_batch(cfg)
     tokens = sequences * cfg.data.seq_len
     return {
         "params": i["params"]["total"],
@@ -33,7 +41,7 @@ def run_cost(cfg: Config, cache: dict) -> dict:
 
 
 def _si(n: float) -> str:
-    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for unit, scale in (("Z", 1e21), ("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.3g}"

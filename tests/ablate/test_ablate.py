@@ -18,6 +18,7 @@ from mm1.ablate.lrfit import fit_log_linear, fit_lr_law
 from mm1.ablate.report import build_report
 from mm1.ablate.sweep import Plan, write_plan
 from mm1.cli import main
+from mm1.config import load_config
 from tests.conftest import ROOT, TINY
 
 GRIDS = sorted((ROOT / "ablations").glob("*.yaml"))
@@ -152,6 +153,21 @@ def test_dry_run_lists_runs_overrides_and_cost(capsys):
     out = capsys.readouterr().out
     assert out.count("model.connector.kind=") == 12 and "attention_pool_tok16_px64_s0" in out
     assert "params 4.2" in out and "token positions" in out and "12 runs" in out
+
+
+def test_cost_uses_the_global_batch_and_counts_images_as_mm1_info_does():
+    from mm1.ablate.cost import run_cost
+    from mm1.info import info
+
+    cfg = load_config(ROOT / "recipes" / "ablation_base.yaml")
+    assert cfg.train.global_batch_size == 512 and cfg.train.batch_size * cfg.train.grad_accum < 512
+    i, cost = info(cfg), run_cost(cfg, {})
+    sequences = cfg.train.steps * 512  # the recipe's global batch, not one process's micro-batches
+    assert cost["tokens"] == sequences * cfg.data.seq_len
+    assert cost["flops_decoder"] == cost["tokens"] * i["flops_per_token"]
+    assert cost["flops_images_max"] == sequences * cfg.data.max_images_per_seq * i["flops_per_image"]
+    tiny = load_config(TINY, ["train.grad_accum=3"])
+    assert run_cost(tiny, {})["tokens"] == tiny.train.steps * tiny.train.batch_size * 3 * tiny.data.seq_len
 
 
 # --- sweeps (real subprocess runs of a micro model) ----------------------------------------------------------
