@@ -6,7 +6,7 @@
     ModelDir(run.final).weights
 
 A run folder (`output.dir`):
-  config.yaml       the resolved config          provenance.json   versions, git commit, command
+  config.yaml       the resolved config          provenance.json   versions, git commit
   params.json       parameter counts             metrics.jsonl     one JSON record per logged step
   checkpoint/       the final model (a model folder): what mm1.load, mm1 eval and mm1 export read
   checkpoints/      full training state for --resume: step_N/ (model folder + training state), latest
@@ -24,42 +24,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _at(name: str) -> property:
+    """The path `name` inside the folder."""
+    return property(lambda self: self.root / name)
+
+
 @dataclass(frozen=True)
-class RunDir:
+class _Folder:
     root: Path
 
     def __init__(self, root):
         object.__setattr__(self, "root", Path(root))
 
-    config = property(lambda self: self.root / "config.yaml")
-    params = property(lambda self: self.root / "params.json")
-    provenance = property(lambda self: self.root / "provenance.json")
-    metrics = property(lambda self: self.root / "metrics.jsonl")
-    final = property(lambda self: self.root / "checkpoint")
-    checkpoints = property(lambda self: self.root / "checkpoints")
-    latest = property(lambda self: self.root / "checkpoints" / "latest")  # names the newest complete step_N
-    eval = property(lambda self: self.root / "eval")
+
+class RunDir(_Folder):
+
+    config = _at("config.yaml")
+    params = _at("params.json")
+    provenance = _at("provenance.json")
+    metrics = _at("metrics.jsonl")
+    final = _at("checkpoint")
+    checkpoints = _at("checkpoints")
+    latest = _at("checkpoints/latest")  # names the newest complete step_N
+    eval = _at("eval")
 
     def eval_at(self, step: int) -> Path:
         return self.eval / f"step_{step}"
 
 
-@dataclass(frozen=True)
-class ModelDir:
-    root: Path
+class ModelDir(_Folder):
 
-    def __init__(self, root):
-        object.__setattr__(self, "root", Path(root))
-
-    weights = property(lambda self: self.root / "model.safetensors")
-    state = property(lambda self: self.root / "state")  # torch.distributed.checkpoint shards: model + optimizer
-    config = property(lambda self: self.root / "config.yaml")
-    tokenizer = property(lambda self: self.root / "tokenizer")
-    decoder = property(lambda self: self.root / "decoder")
+    weights = _at("model.safetensors")
+    state = _at("state")  # torch.distributed.checkpoint shards: model + optimizer
+    config = _at("config.yaml")
+    tokenizer = _at("tokenizer")
+    decoder = _at("decoder")
     # the training state of a checkpoints/step_N folder
-    trainer = property(lambda self: self.root / "trainer.json")
-    rng = property(lambda self: self.root / "rng.pt")
-    optimizer = property(lambda self: self.root / "optimizer.pt")
+    trainer = _at("trainer.json")
+    rng = _at("rng.pt")
+    optimizer = _at("optimizer.pt")
 
     @property
     def sharded(self) -> bool:
@@ -71,14 +74,9 @@ class ModelDir:
         return (self.weights, self.config, self.tokenizer, self.decoder)
 
 
-@dataclass(frozen=True)
-class EvalDir:
-    root: Path
+class EvalDir(_Folder):
 
-    def __init__(self, root):
-        object.__setattr__(self, "root", Path(root))
-
-    predictions = property(lambda self: self.root / "predictions.jsonl")
-    results = property(lambda self: self.root / "results.json")
-    table_md = property(lambda self: self.root / "table.md")
-    table_csv = property(lambda self: self.root / "table.csv")
+    predictions = _at("predictions.jsonl")
+    results = _at("results.json")
+    table_md = _at("table.md")
+    table_csv = _at("table.csv")
