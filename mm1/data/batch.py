@@ -20,8 +20,12 @@ class Batch:
     cu_seqlens: Optional[torch.Tensor] = None  # (S+1,) int32 boundaries of the S documents (and trailing paddings)
     # of packed rows over the flattened B*L positions
     max_seqlen: Optional[int] = None  # the longest of those S runs
-    sources: list[str] = field(default_factory=list)  # source name of each document (for logging)
-    keys: list[str] = field(default_factory=list)  # sample key of each sequence
+    # one entry per example (a document, or one piece of a document cut at seq_len), in order, for logging:
+    sources: list[str] = field(default_factory=list)  # its source name
+    keys: list[str] = field(default_factory=list)  # its sample key
+    example_tokens: list[int] = field(default_factory=list)  # positions it takes (text and image tokens)
+    example_labelled: list[int] = field(default_factory=list)  # of those, the ones with a loss label
+    document_starts: list[bool] = field(default_factory=list)  # it is the first piece of its document
     slot: int = 0  # the (rank, worker) slot that produced this batch
     position: dict = field(default_factory=dict)  # that slot's data position after this batch
 

@@ -57,8 +57,15 @@ def collate_rows(rows: list[list[Example]], pad_id: int, image_size: int, length
     cu_seqlens, max_seqlen = document_spans(segment_ids) if packed else (None, None)
     return Batch(input_ids, labels, attention_mask, images,
                  position_ids=position_ids if packed else None, segment_ids=segment_ids if packed else None,
-                 cu_seqlens=cu_seqlens, max_seqlen=max_seqlen,
-                 sources=[ex.source for row in rows for ex in row], keys=[ex.key for row in rows for ex in row])
+                 cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, **_per_example([ex for row in rows for ex in row]))
+
+
+def _per_example(examples: list[Example]) -> dict[str, list]:
+    """The Batch fields that hold one entry per example (what the trainer logs the mixture from)."""
+    return {"sources": [ex.source for ex in examples], "keys": [ex.key for ex in examples],
+            "example_tokens": [len(ex) for ex in examples],
+            "example_labelled": [sum(label != IGNORE for label in ex.labels) for ex in examples],
+            "document_starts": [ex.origin.get("chunk", 0) == 0 for ex in examples]}
 
 
 def _row_columns(row: list[Example], length: int, pad_id: int) -> tuple[list[int], ...]:

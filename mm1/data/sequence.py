@@ -30,6 +30,7 @@ class Example:
     source: str = ""
     key: str = ""
     origin: dict = field(default_factory=dict)  # where to read it again: source, reader position, chunk
+    # (the index of this piece among its document's kept pieces; 0 = the first)
 
     def __len__(self) -> int:
         return len(self.input_ids)
