@@ -41,7 +41,7 @@ def cmd_data(args) -> int:
     result = bench_data(cfg, tokenizer, seq_lens, args.tokens_per_image, args.max_images, args.rows, args.samples,
                         args.rounds)
     result.update(recipe=args.recipe, overrides=args.overrides, machine=machine())
-    print(json.dumps(result) if args.json else format_data(result, cfg.data.mixture))
+    print(json.dumps(result) if args.json else format_data(result, cfg.data.mixture, cfg.data.mixture_unit))
     if args.profile:
         print(profile_pipeline(cfg, tokenizer, args.samples, args.profile), file=sys.stderr)
     return 0
@@ -51,9 +51,10 @@ def _verdict(value: float, target: float) -> str:
     return "met" if value >= target else f"MISSED by {target - value:.3f}"
 
 
-def format_data(r: dict, mixture: dict) -> str:
+def format_data(r: dict, mixture: dict, unit: str) -> str:
     mix = " / ".join(f"{name} {weight:g}" for name, weight in mixture.items())
-    lines = [f"packing efficiency (mixture {mix}; the first {r['packing'][0]['rows']} rows the packer closes):"]
+    lines = [f"packing efficiency (mixture {mix} by {unit}; the first {r['packing'][0]['rows']} rows the packer "
+             f"closes):"]
     lines.append(f"  {'seq_len':>7} {'tok/img':>7} {'img/seq':>7} {'packed':>7} {'padded':>7} {'images/row':>14} "
                  f"{'docs':>6}")
     for p in r["packing"]:

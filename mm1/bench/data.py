@@ -29,11 +29,11 @@ from typing import Iterator
 from PIL import Image
 
 from mm1.config.schema import Config
-from mm1.data.documents import IMAGE_EXTS, Document
-from mm1.data.loader import MixedBatches, SourceReader
-from mm1.data.mixture import Mixer
+from mm1.data.documents import IMAGE_EXTS
+from mm1.data.loader import MixedBatches, SourceReader, next_document
+from mm1.data.mixture import build_mixer
 from mm1.data.packing import Packer
-from mm1.data.sequence import SequenceBuilder
+from mm1.data.sequence import Example, SequenceBuilder
 from mm1.data.shards import read_shard, resolve_shards
 
 
@@ -41,23 +41,23 @@ def _shards(cfg: Config, name: str) -> list[str]:
     return resolve_shards(cfg.data.sources[name].shards, cfg.data.root, f"data.sources.{name}.shards")
 
 
-def mixed_documents(cfg: Config) -> Iterator[Document]:
-    """The recipe's documents in the order a one-process, one-worker loader reads them."""
+def mixed_documents(cfg: Config, builder: SequenceBuilder) -> Iterator[list[Example]]:
+    """The recipe's documents as sequence pieces, in the order a one-process, one-worker loader reads them."""
     names = [name for name in cfg.data.sources if cfg.data.mixture.get(name, 0) > 0]
     readers = {n: SourceReader(n, cfg.data.sources[n].kind, _shards(cfg, n), cfg.data.seed) for n in names}
-    mixer = Mixer(cfg.data.mixture, cfg.data.seed * 1000)
+    mixer = build_mixer(cfg.data.mixture_unit, cfg.data.mixture, cfg.data.seed * 1000)
     while True:
-        yield next(readers[mixer.next_source()])
+        yield next_document(mixer, readers, builder)
 
 
 def packing(cfg: Config, tokenizer, seq_len: int, tokens_per_image: int, max_images: int, rows: int) -> dict:
     """Packed vs padded efficiency of the examples in the first `rows` rows the packer closes."""
     builder = SequenceBuilder(tokenizer, tokens_per_image, seq_len, max_images)
     packer = Packer(seq_len, cfg.train.batch_size, max_images=max_images)
-    docs, closed, read = mixed_documents(cfg), [], 0
+    docs, closed, read = mixed_documents(cfg, builder), [], 0
     while len(closed) < rows:
         read += 1
-        closed += [row for row in map(packer.add, builder(next(docs))) if row is not None]
+        closed += [row for row in map(packer.add, next(docs)) if row is not None]
     closed = closed[:rows]
     examples = [ex for row in closed for ex in row]
     tokens, images = sum(map(len, examples)), [sum(len(ex.images) for ex in row) for row in closed]

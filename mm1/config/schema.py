@@ -86,6 +86,9 @@ class DataConfig:
     synth: Optional[SynthConfig] = None  # when set, generate the embedded corpus into `root` if it is missing
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     mixture: dict[str, float] = checked(dict, ">=0", factory=True)  # source name -> weight (normalised)
+    mixture_unit: str = "documents"  # what the weights are shares of: documents (MM1's wording; each next
+    # document's source is a weighted random pick) | tokens (the tokens a document puts into the sequences,
+    # text and image placeholders: the next document comes from the source furthest below its share)
     seq_len: int = checked(128, ">0")  # tokens per training sequence
     packing: bool = True  # pack several documents per sequence (attention never crosses documents)
     max_images_per_seq: int = checked(4, ">0")

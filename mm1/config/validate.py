@@ -8,6 +8,7 @@ import os
 from mm1.config.derive import grid_side
 from mm1.config.schema import Config
 from mm1.config.tree import ConfigError
+from mm1.data.mixture import MIXERS
 from mm1.eval.config import DEMO_MODES, ZERO_SHOT, EvalConfig
 from mm1.eval.metrics import PROTOCOLS
 from mm1.model.attention import PATHS
@@ -166,6 +167,7 @@ def _validate_data(cfg: Config) -> None:
             raise ConfigError(f"data.mixture.{name}: no such source; allowed: {', '.join(data.sources)}")
     if sum(data.mixture.values()) <= 0:
         raise ConfigError("data.mixture: the weights must sum to more than 0")
+    _choice("data.mixture_unit", data.mixture_unit, MIXERS)
     tokens = cfg.model.connector.num_tokens
     if data.seq_len < tokens + 8:
         raise ConfigError(

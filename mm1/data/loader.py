@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mm1.config.schema import Config
 from mm1.data.batch import Batch
 from mm1.data.documents import DECODERS, Document
-from mm1.data.mixture import Mixer
+from mm1.data.mixture import build_mixer
 from mm1.data.packing import Packer, collate_rows
 from mm1.data.sequence import Example, SequenceBuilder
 from mm1.data.shards import read_shard, resolve_shards
@@ -86,6 +86,15 @@ class SourceReader:
         self.shard, self.offset = self.shard + 1, 0
 
 
+def next_document(mixer, readers: dict[str, SourceReader], builder: SequenceBuilder) -> list[Example]:
+    """The sequence pieces of the next document of the mixture (none when every piece was dropped); the
+    mixer is told the tokens they put into the sequences."""
+    source = mixer.next_source()
+    pieces = builder(next(readers[source]))
+    mixer.drawn(source, sum(map(len, pieces)))
+    return pieces
+
+
 class MixedBatches(IterableDataset):
     def __init__(self, cfg: Config, tokenizer, rank: int = 0, world_size: int = 1, state: Optional[dict] = None):
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -120,8 +129,8 @@ class MixedBatches(IterableDataset):
         slot, slots = self._slot()
         saved = self.state["slots"].get(str(slot), {})
         readers = self._readers(slot, slots, saved.get("sources", {}))
-        mixer = Mixer(self.cfg.data.mixture, self.cfg.data.seed * 1000 + slot, saved.get("draws", 0))
         rows_per_batch, data = self.cfg.train.batch_size, self.cfg.data
+        mixer = build_mixer(data.mixture_unit, data.mixture, data.seed * 1000 + slot, saved)
         open_rows = [row for row in self._reread(saved.get("open_rows", []), readers) if row]
         packer = Packer(data.seq_len, rows_per_batch, open_rows, max_images=data.max_images_per_seq)
         # the remaining chunks of the document being consumed
@@ -131,14 +140,14 @@ class MixedBatches(IterableDataset):
             ready: list[list[Example]] = []
             while len(ready) < rows_per_batch:
                 while not pending:
-                    pending = self.builder(next(readers[mixer.next_source()]))
+                    pending = next_document(mixer, readers, self.builder)
                 example = pending.pop(0)
                 row = packer.add(example) if data.packing else [example]
                 if row is not None:
                     ready.append(row)
             batch = collate_rows(ready, self.tokenizer.pad_token_id, self.cfg.model.vision.image_size)
             batch.slot, batch.position = slot, {
-                "draws": mixer.draws,
+                **mixer.state(),  # the mixer's own keys: draws (and tokens, for the tokens unit)
                 "sources": {name: r.state() for name, r in readers.items()},
                 "open_rows": [[ex.origin for ex in row] for row in packer.rows],
                 "pending": [ex.origin for ex in pending],

@@ -53,6 +53,7 @@ def test_named_open_clip_model_fills_dims():
         ("model.vision.image_size=60", "model.vision.image_size", "multiple"),
         ("data.mixture.video=1.0", "data.mixture.video", "allowed: caption, interleaved, text"),
         ("data.sources.text.kind=audio", "data.sources.text.kind", "caption, interleaved, text"),
+        ("data.mixture_unit=bytes", "data.mixture_unit", "'bytes' is not allowed; allowed: documents, tokens"),
         ("train.precision=fp8", "train.precision", "auto, bf16, fp32"),
         ("optim.lr=fast", "optim.lr", "auto"),
         ("model.vision.name=ViT-Q-99", "model.vision.name", "ViT-L-14"),
@@ -73,14 +74,18 @@ def test_unknown_key_in_yaml_names_full_path():
 
 
 @pytest.mark.slow
-def test_cli_config_error_exits_2_before_building(tmp_path):
+@pytest.mark.parametrize("override, message", [
+    ("model.connector.num_tokens=10", "model.connector.num_tokens: 10"),
+    ("data.mixture_unit=bytes", "data.mixture_unit: 'bytes' is not allowed; allowed: documents, tokens"),
+])
+def test_cli_config_error_exits_2_before_building(tmp_path, override, message):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "mm1", "pretrain", str(TINY), "model.connector.num_tokens=10", f"output.dir={out}"],
+        [sys.executable, "-m", "mm1", "pretrain", str(TINY), override, f"output.dir={out}"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert proc.returncode == 2
-    assert "model.connector.num_tokens: 10" in proc.stderr
+    assert message in proc.stderr
     assert not out.exists()  # nothing was built or written
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from collections import Counter
 
 import pytest
 
@@ -73,6 +75,40 @@ def test_mixture_of_sources_from_shards(tmp_path, tokenizer):
 
 def take_keys_sources(loader, batches):
     return [b.sources for b in itertools.islice(iter(loader), batches)]
+
+
+def two_sources(root, *extra):
+    """Captions (an image's tokens and a caption: several times the tokens of a text document) and texts."""
+    write_caption_shards(root / "cap", shards=2, per_shard=40)
+    write_text_shards(root / "txt", shards=2, per_shard=40)
+    return load_config(TINY, [
+        f"data.root={root}", "data.synth=null", "data.sources={cap: {kind: caption, shards: ['cap/*.tar']}, "
+        "txt: {kind: text, shards: ['txt/*.tar']}}", "data.mixture={cap: 0.5, txt: 0.5}", *extra,
+    ])
+
+
+def test_tokens_unit_realises_the_weights_in_tokens(tmp_path, tokenizer):
+    cfg = two_sources(tmp_path, "data.mixture_unit=tokens", "data.packing=false", "train.batch_size=10")
+    tokens, documents = Counter(), Counter()
+    for batch in itertools.islice(iter(build_loader(cfg, tokenizer)), 30):
+        for source, n, start in zip(batch.sources, batch.example_tokens, batch.document_starts, strict=True):
+            tokens[source] += n
+            documents[source] += start
+    assert abs(tokens["cap"] / sum(tokens.values()) - 0.5) < 0.02, tokens
+    assert documents["txt"] > 2 * documents["cap"]  # text documents are the short ones
+
+
+@pytest.mark.slow
+def test_tokens_unit_position_round_trips_and_continues_exactly(tmp_path, tokenizer):
+    cfg = two_sources(tmp_path, "data.mixture_unit=tokens", "train.batch_size=3", "data.seq_len=64")
+    first = build_loader(cfg, tokenizer)
+    stream = iter(first)
+    for _ in range(5):
+        next(stream)
+    state = json.loads(json.dumps(first.state_dict()))  # as trainer.json stores it
+    assert set(state["slots"]["0"]["tokens"]) == {"cap", "txt"}
+    after = [next(stream).keys for _ in range(7)]
+    assert take_keys(build_loader(cfg, tokenizer, state=state), 7) == after
 
 
 def test_missing_shard_pattern_is_an_error_naming_it(tmp_path, tokenizer):
