@@ -83,18 +83,33 @@ def train_step(model, batches: list[Batch], optimizer, grad_clip: float, device,
 
 
 class DataStats:
-    """Realised source proportions and skipped-sample counts."""
+    """The realised mixture and skipped-sample counts. The mixture is counted since the start of the run
+    (a resume restores the counts) in three units per source: documents (at their first piece), tokens
+    (sequence positions, image placeholders included) and labelled tokens (positions with a loss label)."""
 
     def __init__(self, loader):
         self.loader = loader
-        self.sources: Counter = Counter()
+        self.mix = {unit: Counter() for unit in ("documents", "tokens", "labelled")}
 
     def add(self, batch: Batch) -> None:
-        self.sources.update(batch.sources)
+        for source, starts, tokens, labelled in zip(batch.sources, batch.document_starts, batch.example_tokens,
+                                                    batch.example_labelled, strict=True):
+            self.mix["documents"][source] += starts
+            self.mix["tokens"][source] += tokens
+            self.mix["labelled"][source] += labelled
+
+    def state(self) -> dict:
+        return {unit: dict(counts) for unit, counts in self.mix.items()}
+
+    def restore(self, state: dict) -> None:
+        for unit, counts in state.items():
+            self.mix[unit].update(counts)
 
     def record(self) -> dict:
-        total = sum(self.sources.values())
-        out = {f"mix/{name}": round(n / total, 4) for name, n in sorted(self.sources.items())}
+        out = {}
+        for unit, counts in self.mix.items():
+            total = max(sum(counts.values()), 1)
+            out.update({f"mix/{unit}/{name}": round(n / total, 4) for name, n in sorted(counts.items())})
         out.update({f"skipped/{reason}": n for reason, n in sorted(self.loader.skips().items())})
         damaged = self.loader.damaged_shards()
         out.update({"shards/read": self.loader.shards_done(), "shards/damaged": sum(damaged.values())})
@@ -137,7 +152,7 @@ class Trainer:
     def restore(self, path: Path) -> None:
         state = load_state(path, self.model, self.optimizer, self.dist)
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
-        self.stats.sources.update(state["sources"])
+        self.stats.restore(state.get("mix", {}))  # checkpoints saved before the three units held none
         if state.get("data_slots") == self._data_slots():
             per_rank = state["data"]["consumed"] // self.dist.world_size  # ranks consume in lockstep
             self.loader.load_state_dict({"consumed": per_rank, "slots": state["data"]["slots"]})
@@ -163,7 +178,7 @@ class Trainer:
         return {"consumed": sum(state["consumed"] for state in states), "slots": slots}
 
     def save(self) -> Path:
-        trainer = {"step": self.step, "skipped_steps": self.skipped_steps, "sources": dict(self.stats.sources),
+        trainer = {"step": self.step, "skipped_steps": self.skipped_steps, "mix": self.stats.state(),
                    "data": self._gather_data_state(), "data_slots": self._data_slots()}
         return save_state(self.run_dir, self.model, self.optimizer, self.cfg, self.tokenizer, trainer,
                           self.cfg.train.keep_checkpoints, self.dist)

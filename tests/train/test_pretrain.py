@@ -12,6 +12,8 @@ from mm1.train.metrics import read_metrics
 from mm1.train.pretrain import pretrain
 from tests.conftest import ROOT, TINY
 
+MIX_UNITS = ("documents", "tokens", "labelled")
+
 
 @pytest.mark.slow
 def test_two_step_train_writes_run_folder(tiny_overrides, tmp_path):
@@ -33,7 +35,13 @@ def test_loss_falls_and_mixture_is_logged(tiny_overrides):
     records = read_metrics(run)
     first, last = records[0]["loss"], sum(r["loss"] for r in records[-5:]) / 5
     assert last < 0.6 * first, (first, last)
-    assert set(k for k in records[-1] if k.startswith("mix/")) == {"mix/caption", "mix/interleaved", "mix/text"}
+    mix = {k: v for k, v in records[-1].items() if k.startswith("mix/")}
+    sources = ("caption", "interleaved", "text")
+    assert set(mix) == {f"mix/{unit}/{source}" for unit in MIX_UNITS for source in sources}
+    for unit in MIX_UNITS:  # shares of everything trained on so far
+        assert sum(mix[f"mix/{unit}/{source}"] for source in sources) == pytest.approx(1, abs=1e-3)
+    assert mix["mix/tokens/interleaved"] > mix["mix/documents/interleaved"]  # the longer documents
+    assert mix["mix/labelled/caption"] < mix["mix/tokens/caption"]  # a caption's image tokens have no label
 
 
 @pytest.mark.slow

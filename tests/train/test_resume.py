@@ -42,6 +42,10 @@ def losses(run) -> list[float]:
     return [r["loss"] for r in read_metrics(run) if "loss" in r]
 
 
+def mixture(run) -> list[dict]:
+    return [{k: v for k, v in r.items() if k.startswith("mix/")} for r in read_metrics(run) if "loss" in r]
+
+
 def stop_after(trainer, steps: int, sig=signal.SIGTERM) -> None:
     """Deliver `sig` to this process during step `steps` (as a scheduler, or Ctrl-C, would)."""
     calls = {"n": 0}
@@ -54,8 +58,8 @@ def stop_after(trainer, steps: int, sig=signal.SIGTERM) -> None:
     trainer.model.decoder.get_output_embeddings().register_forward_hook(hook)
 
 
-@pytest.mark.parametrize("extra", [[], ["train.grad_accum=2"], ["model.decoder.moe={num_experts: 4, every: 1}"]],
-                         ids=["plain", "grad_accum", "moe"])
+@pytest.mark.parametrize("extra", [[], ["train.grad_accum=2"], ["model.decoder.moe={num_experts: 4, every: 1}"],
+                                   ["data.mixture_unit=tokens"]], ids=["plain", "grad_accum", "moe", "tokens_unit"])
 @pytest.mark.slow
 def test_resume_gives_identical_losses(shard_root, tmp_path, extra):
     straight = pretrain(load_config(TINY, overrides(shard_root, tmp_path / "a", "train.steps=6", *extra)))
@@ -70,6 +74,7 @@ def test_resume_gives_identical_losses(shard_root, tmp_path, extra):
     assert not (tmp_path / "b" / "checkpoint").exists()
     pretrain(cfg, resume="auto")
     assert losses(tmp_path / "b") == losses(straight)  # bit-identical on CPU
+    assert mixture(tmp_path / "b") == mixture(straight)  # counted since the start of the run, across the resume
 
 
 def fail_rename(monkeypatch, step: int) -> None:
