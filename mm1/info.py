@@ -96,6 +96,8 @@ def info(cfg: Config, gpus: int = 8) -> dict:
         "connector": cfg.model.connector.kind,
         "seq_len": cfg.data.seq_len,
         "max_images_per_seq": cfg.data.max_images_per_seq,
+        "mixture": cfg.data.mixture,
+        "mixture_unit": cfg.data.mixture_unit,
     }
 
 
@@ -117,6 +119,8 @@ def format_info(result: dict) -> str:
         f"image: {result['image_size']} px, {result['patches_per_image']} patches -> "
         f"{result['tokens_per_image']} tokens ({result['connector']})",
         f"sequence: {result['seq_len']} tokens, up to {result['max_images_per_seq']} images",
+        f"mixture: {' / '.join(f'{name} {w:g}' for name, w in result['mixture'].items())} "
+        f"(shares of the {result['mixture_unit']})",
         f"training FLOPs: {result['flops_per_token']:.3e} per token (decoder), "
         f"{result['flops_per_image']:.3e} per image (encoder + connector)",
         f"memory per GPU (FSDP2, {m['gpus']} GPUs = {m['dp_replicate']} x {m['dp_shard']} shards, "

@@ -9,7 +9,7 @@ import pytest
 
 from mm1.build import build, param_counts
 from mm1.config import load_config
-from mm1.info import info
+from mm1.info import format_info, info
 from mm1.model.connectors import CONNECTORS
 from mm1.train.mfu import image_flops
 from tests.conftest import ROOT, TINY
@@ -30,6 +30,12 @@ def test_info_json_interface():
         assert isinstance(result["params"][key], int) and result["params"][key] > 0
     assert result["params"]["total"] == sum(result["params"][k] for k in ("vision", "connector", "decoder"))
     assert result["tokens_per_image"] == 9
+
+
+def test_info_says_what_the_mixture_weights_are_shares_of():
+    assert "mixture: caption 0.45 / interleaved 0.45 / text 0.1 (shares of the documents)" in format_info(info(
+        load_config(TINY)))
+    assert "(shares of the tokens)" in format_info(info(load_config(TINY, ["data.mixture_unit=tokens"])))
 
 
 def test_info_builds_a_large_encoder_without_memory():
