@@ -71,10 +71,9 @@ def test_documents_unit_is_far_off_in_tokens_where_the_tokens_unit_is_not():
 
 def test_mixers_are_deterministic_given_the_seed():
     w = {"short": 1.0, "long": 2.0}
-    first, again, other = draws(DocumentMixer(w, seed=7), 200), draws(DocumentMixer(w, seed=7), 200), \
-        draws(DocumentMixer(w, seed=8), 200)
+    first, again, other = (draws(DocumentMixer(w, seed=s), 200) for s in (7, 7, 8))
     assert first == again and first != other
-    first, again = token_draws(TokenMixer(w, seed=7), 200), token_draws(TokenMixer(w, seed=7), 200)
+    first, again = (token_draws(TokenMixer(w, seed=7), 200) for _ in range(2))
     assert first == again
 
 
