@@ -12,7 +12,8 @@ other side, inconclusive otherwise, and also when nothing varies (one seed and n
 kind spread: max minus min over the axis's levels of the level means, over groups of runs that agree on
 every other axis and the seed. For each finding it names (`smaller_than`), the difference (that effect in
 its expected direction) minus the spread is bootstrapped jointly (the same draws on both sides): reproduced
-when every such interval lies above 0, contradicted when any lies below 0, else inconclusive.
+when every such interval lies above 0, contradicted when any lies below 0, else inconclusive. (Noise
+alone gives levels a spread above 0, so the spread of noisy runs is biased upwards: the check is strict.)
 
 A finding with a planned run that has no results (failed, unfinished), or whose runs form no pair, is
 `not run`; `missing` names the runs.
