@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from mm1.ablate.spec import LR_SELECT, PLOT_KINDS, RESULT_COLUMNS, GridSpec, Value
+from mm1.ablate.spec import (EXPECT, FINDING_KINDS, LR_SELECT, PLOT_KINDS, RESULT_COLUMNS, SHOTS_AXIS, FindingSpec,
+                             GridSpec, Value)
 from mm1.config import Config, ConfigError, load_config
 from mm1.config.tree import build
 from mm1.config.validate import check_eval
@@ -119,19 +120,99 @@ def check_grid(grid: GridSpec, where: str) -> None:
         raise GridError(f"{where}: {reserved[0]!r} names a column of results.csv; call the axis or label otherwise")
     if not grid.seeds:
         raise GridError(f"{where}: seeds: at least one seed is needed")
-    _check_eval(grid, where)
+    tasks = _check_eval(grid, where)
     _check_views(grid, where, column_names(grid))
+    for i, finding in enumerate(grid.findings):
+        _check_finding(grid, finding, f"{where}: findings[{i}]", tasks, grid.findings, i)
 
 
-def _check_eval(grid: GridSpec, where: str) -> None:
-    """The eval settings every run will be scored with, checked now rather than after training."""
+def _check_eval(grid: GridSpec, where: str) -> list[str]:
+    """The eval settings every run will be scored with, checked now rather than after training; -> the tasks."""
     if grid.eval is None:
-        return
+        return []
     try:
         check_eval(grid.eval)
-        select_tasks(grid.eval.tasks or DEFAULT_TASKS, load_specs())
+        return [spec.name for spec in select_tasks(grid.eval.tasks or DEFAULT_TASKS, load_specs())]
     except (ValueError, FileNotFoundError, ConfigError) as err:
         raise GridError(f"{where}: {err}" if isinstance(err, ConfigError) else f"{where}: eval.tasks: {err}") from None
+
+
+def column_levels(grid: GridSpec) -> dict[str, list[str]]:
+    """Column -> its level labels as the runs carry them (variant labels, then the axes)."""
+    variant_columns = list(grid.variants[0].labels) if grid.variants else []
+    levels = {c: list(dict.fromkeys(str(v.labels[c]) for v in grid.variants)) for c in variant_columns}
+    for name, axis in grid.axes.items():
+        levels[name] = [str(v) for v in axis.values] if axis.key is not None else list(axis.levels)
+    return levels
+
+
+def _check_finding(grid: GridSpec, f: FindingSpec, at: str, tasks: list[str], findings: list[FindingSpec],
+                   i: int) -> None:
+    """Entry i of `findings:` (`at` names it), given the grid's tasks and all its findings."""
+    if not f.name:
+        raise GridError(f"{at}.name: a name is needed")
+    if f.name in [b.name for b in findings[:i]]:
+        raise GridError(f"{at}.name: {f.name!r} names another finding too")
+    if f.kind not in FINDING_KINDS:
+        raise GridError(f"{at}.kind: {f.kind!r} is not one of {', '.join(FINDING_KINDS)}")
+    if grid.eval is None:
+        raise GridError(f"{at}: the grid has no eval, and a finding compares eval scores")
+    levels = {**column_levels(grid), SHOTS_AXIS: [str(s) for s in grid.eval.shots]}
+    if f.axis not in levels or (f.kind == "spread" and f.axis == SHOTS_AXIS):
+        allowed = [a for a in levels if f.kind == "effect" or a != SHOTS_AXIS]
+        raise GridError(f"{at}.axis: {f.axis!r} is not an axis of the grid; allowed: {', '.join(allowed)}")
+    if f.kind == "effect":
+        _check_effect(f, at, levels[f.axis])
+    else:
+        _check_spread(f, at, findings)
+    if f.task is not None and f.task not in tasks:
+        raise GridError(f"{at}.task: {f.task!r} is not a task of eval.tasks; tasks: {', '.join(tasks)}")
+    _check_finding_shots(f, at, grid.eval.shots)
+    for column, wanted in f.where.items():
+        if column not in levels or column in (f.axis, SHOTS_AXIS):
+            raise GridError(f"{at}.where.{column}: not one of the other axes ({', '.join(levels)}, less the "
+                            f"finding's own and shots)")
+        bad = [str(v) for v in wanted if str(v) not in levels[column]] or ([] if wanted else ["(none)"])
+        if bad:
+            raise GridError(f"{at}.where.{column}: {bad[0]!r} is not a level of {column}; levels: "
+                            f"{', '.join(levels[column])}")
+
+
+def _check_effect(f: FindingSpec, at: str, levels: list[str]) -> None:
+    for key, level in (("from", f.from_), ("to", f.to)):
+        if level is None or str(level) not in levels:
+            got = "missing" if level is None else f"{str(level)!r} is not a level of {f.axis}"
+            raise GridError(f"{at}.{key}: {got}; levels: {', '.join(levels)}")
+    if str(f.from_) == str(f.to):
+        raise GridError(f"{at}.to: the same level as `from` ({f.to!r})")
+    if f.expect not in EXPECT:
+        raise GridError(f"{at}.expect: {f.expect!r} is not one of {', '.join(EXPECT)}")
+    if f.smaller_than:
+        raise GridError(f"{at}.smaller_than: only a finding of kind spread takes it")
+
+
+def _check_spread(f: FindingSpec, at: str, findings: list[FindingSpec]) -> None:
+    for key, value in (("from", f.from_), ("to", f.to), ("expect", f.expect)):
+        if value is not None:
+            raise GridError(f"{at}.{key}: a finding of kind spread takes no {key} (it spans every level)")
+    if not f.smaller_than:
+        raise GridError(f"{at}.smaller_than: a spread finding names the effect findings it should be below")
+    effects = [b.name for b in findings if b.kind == "effect"]
+    for j, name in enumerate(f.smaller_than):
+        if name not in effects:
+            raise GridError(f"{at}.smaller_than[{j}]: {name!r} names no effect finding; "
+                            f"effect findings: {', '.join(effects) or 'none'}")
+
+
+def _check_finding_shots(f: FindingSpec, at: str, shots: list[int]) -> None:
+    if f.shots is None:
+        return
+    if f.axis == SHOTS_AXIS:
+        raise GridError(f"{at}.shots: not allowed when the axis is shots (from and to are the shot counts)")
+    wanted = f.shots if isinstance(f.shots, list) else [f.shots]
+    bad = [s for s in wanted if s not in shots] or ([] if wanted else ["(none)"])
+    if bad:
+        raise GridError(f"{at}.shots: {bad[0]} is not one of the grid's shot counts {', '.join(map(str, shots))}")
 
 
 def _check_views(grid: GridSpec, where: str, columns: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""Rebuild an ablation's outputs from its run folders: results.csv, summary.md, PNG plots, the lr law.
+"""Rebuild an ablation's outputs from its run folders: results.csv, summary.md, findings.json, PNG plots,
+the lr law.
 
 Used at the end of every sweep and by `mm1 ablate --report DIR` (no training).
 """
@@ -7,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mm1.ablate.effects import add_intervals, axis_effects
+from mm1.ablate.findings import FindingResult, evaluate_findings, write_findings
 from mm1.ablate.lrfit import MM1_LAW, LrFit, fit_lr_law, format_fit
 from mm1.ablate.plots import plot_grid, plot_lr_fit
+from mm1.ablate.queries import load_scores
 from mm1.ablate.results import aggregate, collect, columns_of, write_csv
 from mm1.ablate.summary import summary_markdown
 
@@ -21,6 +25,7 @@ class Report:
     lr_fit: LrFit | None = None
     lr_fit_error: str | None = None
     summary: str = ""
+    findings: list[FindingResult] = field(default_factory=list)
 
 
 def _lr_section(plan: dict, rows: list[dict], out: Path, report: Report) -> str:
@@ -43,13 +48,19 @@ def build_report(out: Path | str) -> Report:
     report = Report(out, rows)
     write_csv(rows, columns_of(plan), out / "results.csv")
     report.files.append(out / "results.csv")
+    scores = load_scores(out, plan, rows)
     cells = aggregate(rows, columns_of(plan))
+    add_intervals(plan, scores, cells)
+    report.findings = evaluate_findings(plan, scores)
+    if report.findings:
+        report.files.append(write_findings(report.findings, out / "findings.json"))
     extra = _lr_section(plan, rows, out, report)
     if plan["grid"].get("plot") and cells:
         name = f"{plan['grid']['name']}.png"
-        report.files.append(plot_grid(plan, cells, out / name))
+        report.files.append(plot_grid(plan, scores, cells, out / name))
         extra = f"![{plan['grid']['name']}]({name})\n\n" + extra
-    report.summary = summary_markdown(plan, rows, extra)
+    report.summary = summary_markdown(plan, rows, cells, axis_effects(plan, scores), report.findings,
+                                      scores.seeds_only, extra)
     (out / "summary.md").write_text(report.summary)
     report.files.append(out / "summary.md")
     return report

@@ -39,6 +39,12 @@ def columns_of(plan: dict) -> list[str]:
     return (list(grid["variants"][0]["labels"]) if grid["variants"] else []) + list(grid["axes"])
 
 
+def title_of(plan: dict, column: str) -> str:
+    """A column's name in tables and plots: the axis's `label`, else its name."""
+    axis = plan["grid"]["axes"].get(column)
+    return (axis or {}).get("label") or column
+
+
 def final_loss(metrics: Path) -> float | None:
     if not metrics.is_file():
         return None
@@ -124,6 +130,8 @@ class Cell:
     values: dict[str, list[float]] = field(default_factory=dict)  # e.g. "0-shot" (task average), "synth_vqa 0-shot"
     seeds: int = 0
     tasks: set[str] = field(default_factory=set)  # the tasks scored
+    runs: list[str] = field(default_factory=list)  # one per seed
+    intervals: dict = field(default_factory=dict)  # column -> stats.Estimate (mm1.ablate.effects.add_intervals)
 
 
 def shot_column(shots: int, task: str | None = None) -> str:
@@ -144,6 +152,7 @@ def aggregate(rows: list[dict], columns: list[str]) -> list[Cell]:
     for key in order:
         cell = Cell(key, seeds=len(per_seed[key]))
         for seed_rows in per_seed[key].values():
+            cell.runs.append(seed_rows[0]["run"])
             _add_seed(cell, seed_rows)
         cells.append(cell)
     return cells

@@ -13,6 +13,8 @@ plus dotted overrides. Example (MM1 Figure 4, abridged):
     seeds: [0]                            # train.seed and data.seed of each run
     eval: {tasks: mm1_pretrain, shots: [0, 4, 8]}
     plot: {kind: bars, panels: shots, groups: [tokens], hue: connector}
+    findings:                             # the paper's claims, each checked against the runs
+      - {name: more tokens help, paper: "MM1 Fig. 4", axis: tokens, from: "64", to: "144", expect: increase}
     presets:
       tiny: {base: ../recipes/tiny.yaml, axes: {tokens: {values: [4, 16]}}}
 
@@ -20,7 +22,7 @@ An axis is either `key` + `values` (one override per level) or `levels`
 (label -> several overrides). `variants` is an explicit list of runs instead of
 (or crossed with) the axes. A preset replaces the grid's keys, except that
 `set`, `eval`, `plot` and `lr_fit` merge key by key and `axes` merges per axis
-(`mm1.ablate.grid.apply_preset`).
+(`mm1.ablate.grid.apply_preset`); a preset's `findings` replace the grid's.
 """
 from __future__ import annotations
 
@@ -35,6 +37,10 @@ PLOT_KINDS = ("bars", "lines")
 RESULT_COLUMNS = ("run", "seed", "status", "task", "metric", "shots", "score", "score_std", "trials", "final_loss",
                   "peak_lr", "params", "decoder_non_embedding", "train_seconds", "error")
 LR_SELECT = ("final_loss", "eval_average")
+FINDING_KINDS = ("effect", "spread")
+EXPECT = ("increase", "decrease")
+SHOTS_AXIS = "shots"  # a finding's axis that compares shot counts within each run
+Label = Union[str, int, float]  # a level as written in a finding; compared as text with the run labels
 
 
 @dataclass
@@ -70,6 +76,22 @@ class LrFitSpec:
 
 
 @dataclass
+class FindingSpec:
+    """A claim of the paper, checked against the runs (`mm1.ablate.findings`)."""
+    name: str = ""  # unique within the grid
+    paper: str = ""  # the claim, free text ("MM1 Table 1: 336 px beats 224 px")
+    kind: str = "effect"  # effect: level `to` minus level `from` | spread: max minus min over the axis's levels
+    axis: str = ""  # an axis (or variant label) of the grid, or "shots" (k-shot levels within each run)
+    from_: Optional[Label] = field(default=None, metadata={"key": "from"})  # effect: the baseline level
+    to: Optional[Label] = None  # effect: the level compared with it
+    task: Optional[str] = None  # one task; None = the average over the grid's tasks
+    shots: Union[int, list[int], None] = None  # k-shot column(s), averaged; None = all; not with axis shots
+    where: dict[str, list[Label]] = field(default_factory=dict)  # axis -> the levels of the runs compared
+    expect: Optional[str] = None  # effect: increase | decrease
+    smaller_than: list[str] = field(default_factory=list)  # spread: names of effect findings it is below
+
+
+@dataclass
 class GridSpec:
     name: str
     base: str  # recipe YAML, relative to the grid file
@@ -83,4 +105,5 @@ class GridSpec:
     eval: Optional[EvalConfig] = field(default_factory=EvalConfig)  # how every run is scored; None = train only
     plot: Optional[PlotSpec] = None
     lr_fit: Optional[LrFitSpec] = None
+    findings: list[FindingSpec] = field(default_factory=list)
     presets: dict[str, dict] = field(default_factory=dict)  # name -> partial grid merged onto this one

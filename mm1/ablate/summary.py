@@ -1,29 +1,39 @@
-"""`summary.md`: the paper-shaped table of an ablation (rows = configurations, columns = k-shot averages).
+"""`summary.md`: the paper-shaped tables of an ablation (rows = configurations, columns = k-shot averages).
 
-Cells are the mean over seeds, `± std` (sample std) when there are several; the
-best mean of each column is in bold (highest score, lowest loss; none when the whole column ties). A second
-table breaks the averages down per task and adds each run's final training loss; failed and unfinished runs are listed
-with their errors.
+In order: a header (what the scores are, how a cell reads); the Findings table (the grid's claims,
+mm1.ablate.findings); the main table; the Per task table, which adds each configuration's final training
+loss; the Effects tables (paired axis effects, mm1.ablate.effects); the runs without results.
+
+A cell reads `mean ± std [low, high]`: the mean over seeds, the sample std over seeds (when there are
+several) and the 95% bootstrap interval of mm1.ablate.stats, which resamples the seeds and the queries
+(left out where nothing varies: one seed and no per-query records). The best mean of each column is in
+bold (highest score, lowest loss; none when the whole column ties).
 """
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-from mm1.ablate.results import Cell, aggregate, columns_of, shot_column
+from mm1.ablate.effects import AxisEffect
+from mm1.ablate.findings import FindingResult
+from mm1.ablate.results import Cell, columns_of, shot_column, title_of
+from mm1.ablate.sections import effects_markdown, findings_markdown
+from mm1.ablate.stats import BOOTSTRAP_SEED, RESAMPLES
+
+SYNTHETIC = ("Results on the built-in synthetic benchmark check that the pipeline detects effects built into a "
+             "synthetic world; they do not confirm MM1's claims, which need real data.")
 
 
-def title_of(plan: dict, column: str) -> str:
-    axis = plan["grid"]["axes"].get(column)
-    return (axis or {}).get("label") or column
-
-
-def _cell_text(values: list[float] | None, bold: bool, digits: int = 1) -> str:
+def _cell_text(cell: Cell, metric: str, bold: bool, digits: int = 1) -> str:
+    values = cell.values.get(metric)
     if not values:
         return "-"
     text = f"{statistics.fmean(values):.{digits}f}"
     if len(values) > 1:
         text += f" ± {statistics.stdev(values):.{digits}f}"
+    est = cell.intervals.get(metric)
+    if est is not None and est.low is not None:
+        text += f" [{est.low:.{digits}f}, {est.high:.{digits}f}]"
     return f"**{text}**" if bold else text
 
 
@@ -37,8 +47,8 @@ def markdown_table(plan: dict, cells: list[Cell], metrics: list[str]) -> str:
     head = [title_of(plan, c) for c in columns] + metrics
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
-        texts = [_cell_text(cell.values.get(m), bool(cell.values.get(m)) and statistics.fmean(cell.values[m])
-                            == best.get(m), 3 if m == "final loss" else 1) for m in metrics]
+        texts = [_cell_text(cell, m, bool(cell.values.get(m)) and statistics.fmean(cell.values[m]) == best.get(m),
+                            3 if m == "final loss" else 1) for m in metrics]
         lines.append("| " + " | ".join(list(cell.labels) + texts) + " |")
     return "\n".join(lines) + "\n"
 
@@ -71,9 +81,22 @@ def _problems(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _header(plan: dict, cells: list[Cell]) -> list[str]:
+def _reading(plan: dict, cells: list[Cell], seeds_only: list[str]) -> list[str]:
+    """How a cell reads, and where its interval comes from."""
+    seeds = "/".join(map(str, sorted({c.seeds for c in cells}))) or "0"
+    drawn = ("the seeds and, within them, each task's scored queries (the same queries for every run)"
+             if plan["grid"]["eval"] else "the seeds")
+    lines = [f"Each cell: mean over {seeds} seed(s) ± sample std over the seeds (when > 1) [95% interval: a "
+             f"bootstrap of {RESAMPLES} resamples, RNG seed {BOOTSTRAP_SEED}, drawing {drawn}; left out where "
+             "nothing varies]. Best mean of each column in bold.", ""]
+    if seeds_only:
+        lines += [f"Per-query records (eval/predictions.jsonl) are missing or incomplete for {', '.join(seeds_only)}: "
+                  "those intervals resample the seeds only.", ""]
+    return lines
+
+
+def _header(plan: dict, cells: list[Cell], seeds_only: list[str]) -> list[str]:
     grid, ev = plan["grid"], plan["grid"]["eval"]
-    seeds = sorted({c.seeds for c in cells})
     lines = [f"# Ablation: {grid['name']}" + (f" (preset `{plan['preset']}`)" if plan.get("preset") else ""), ""]
     if grid.get("description"):
         lines += [grid["description"].strip(), ""]
@@ -83,18 +106,22 @@ def _header(plan: dict, cells: list[Cell]) -> list[str]:
     what = (f"Scores x100 (VQA accuracy, CIDEr) averaged over the tasks ({tasks}), {ev['limit'] or 'all'} "
             f"queries per task, {ev['trials']} demo draw(s) per k > 0." if ev else
             "Final training loss: mean of the losses logged over the last 10% of the steps.")
-    seed_text = "/".join(map(str, seeds)) or "0"
-    lines += [f"{what} Mean over {seed_text} seed(s) (± sample std when > 1); best of each column in bold.", ""]
-    return lines
+    lines += [what, ""]
+    if any(t.startswith("synth_") for t in tasks_of(cells)):
+        lines += [SYNTHETIC, ""]
+    return lines + _reading(plan, cells, seeds_only)
 
 
-def summary_markdown(plan: dict, rows: list[dict], extra: str = "") -> str:
-    cells = aggregate(rows, columns_of(plan))
-    lines = _header(plan, cells)
-    lines.append(markdown_table(plan, cells, main_metrics(plan)))
+def summary_markdown(plan: dict, rows: list[dict], cells: list[Cell], effects: list[AxisEffect] = (),
+                     findings: list[FindingResult] = (), seeds_only: list[str] = (), extra: str = "") -> str:
+    """`cells` from results.aggregate with effects.add_intervals; `effects` and `findings` as computed."""
+    lines = _header(plan, cells, list(seeds_only)) + findings_markdown(plan, list(findings))
+    lines += ["## Results", "", markdown_table(plan, cells, main_metrics(plan))]
     detail = detail_metrics(cells, plan)
     if detail:
         lines += ["## Per task", "", markdown_table(plan, cells, detail)]
+    ev = plan["grid"]["eval"]
+    lines += effects_markdown(plan, list(effects), ev["shots"] if ev else [], tasks_of(cells))
     if extra:
         lines += [extra.rstrip(), ""]
     problems = _problems(rows)

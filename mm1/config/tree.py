@@ -31,14 +31,19 @@ def build(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path or '<root>'}: expected a mapping, got {data!r}")
     _check_keys(data, path)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = {yaml_key(f): f.name for f in dataclasses.fields(cls)}  # key in the file -> field
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(names))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise ConfigError(f"{where}: unknown key; allowed keys here: {', '.join(sorted(fields))}")
-    kwargs = {name: coerce(hints[name], value, _join(path, name)) for name, value in data.items()}
+        raise ConfigError(f"{where}: unknown key; allowed keys here: {', '.join(sorted(names))}")
+    kwargs = {names[key]: coerce(hints[names[key]], value, _join(path, key)) for key, value in data.items()}
     return cls(**kwargs)
+
+
+def yaml_key(f: dataclasses.Field) -> str:
+    """A field's key in YAML: its name, or `metadata["key"]` where the name is a Python keyword (`from`)."""
+    return f.metadata.get("key", f.name)
 
 
 def _join(path: str, name: str) -> str:

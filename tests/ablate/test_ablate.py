@@ -5,39 +5,23 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-import yaml
 
 from mm1.ablate.grid import GridError, check_runs, expand, load_grid
 from mm1.ablate.lrfit import fit_log_linear, fit_lr_law
 from mm1.ablate.report import build_report
-from mm1.ablate.sweep import Plan, write_plan
 from mm1.cli import main
 from mm1.config import load_config
+from tests.ablate.sweeps import TASKS, write_fixture_sweep, write_grid
 from tests.conftest import ROOT, TINY
 
 GRIDS = sorted((ROOT / "ablations").glob("*.yaml"))
-
-# A model small enough that a run is mostly process start-up.
-MICRO = {
-    "data.synth": None, "model.vision.width": 32, "model.vision.layers": 1, "model.vision.heads": 2,
-    "model.connector.hidden": 32, "model.connector.num_tokens": 4, "model.decoder.hidden_size": 32,
-    "model.decoder.num_layers": 1, "model.decoder.num_heads": 2, "data.seq_len": 96, "train.batch_size": 2,
-    "train.log_every": 1, "optim.warmup_steps": 1,
-}
-
-
-def write_grid(path, synth_root=None, **fields):
-    data = {"name": "micro", "base": str(TINY), "steps": 2,
-            "set": {**MICRO, **({"data.root": str(synth_root)} if synth_root else {})}, **fields}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
 
 # --- grid expansion ------------------------------------------------------------------------------------------
 
@@ -228,35 +212,6 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path, synth_ro
 
 # --- tables and plots from fixture results -------------------------------------------------------------------
 
-TASKS = {"synth_caption": "cider", "synth_vqa": "vqa_accuracy", "synth_textvqa": "vqa_accuracy"}
-
-
-def fixture_score(labels: dict, seed: int, task: str, shots: int) -> float:
-    """Made-up scores: resolution and tokens matter, the connector barely, k-shot adds, seeds jitter."""
-    base = 10 + 8 * (labels["resolution"] == "64") + 5 * (labels["tokens"] == "16")
-    return base + {"avg_pool": 0.0, "attention_pool": 0.3, "c_abstractor": 0.6}[labels["connector"]] \
-        + shots + seed * 0.5 + len(task) * 0.1
-
-
-def write_fixture_sweep(out, grid, runs, score=fixture_score, lr=None, loss=None):
-    """Run folders as a finished sweep leaves them (markers, eval results, metrics, params, config)."""
-    write_plan(out, Plan(grid, runs, [], "tiny"))
-    for run in runs:
-        folder = out / "runs" / run.name
-        (folder / "eval").mkdir(parents=True)
-        for marker in ("train.done", "eval.done"):
-            (folder / marker).write_text(json.dumps({"seconds": 1.0}))
-        results = [{"task": t, "metric": m, "shots": k, "trial": 0, "score": score(run.labels, run.seed, t, k)}
-                   for t, m in TASKS.items() for k in (grid.eval.shots if grid.eval else [])]
-        (folder / "eval" / "results.json").write_text(json.dumps({"runs": results}))
-        final = loss(run.labels) if loss else 1.0
-        (folder / "metrics.jsonl").write_text(
-            "\n".join(json.dumps({"step": s, "loss": final + (100 - s) / 100}) for s in (1, 50, 95, 100)))
-        n = {"S": 1e6, "M": 1e7, "L": 1e8}.get(run.labels.get("size"), 5e6)
-        (folder / "params.json").write_text(json.dumps({"total": 2 * n, "decoder_non_embedding": n}))
-        (folder / "config.yaml").write_text(yaml.safe_dump({"optim": {"lr": lr(run.labels) if lr else 1e-3}}))
-
-
 def test_table_csv_and_plot_from_fixture_results(tmp_path):
     grid = load_grid("connectors", "tiny")
     grid.seeds = [0, 1]
@@ -272,7 +227,14 @@ def test_table_csv_and_plot_from_fixture_results(tmp_path):
     assert table.count("\n| ") == 12  # one row per connector x tokens x resolution
     # best 0-shot: c_abstractor, 16 tokens, 64 px: 10 + 8 + 5 + 0.6 + mean(0, 0.5) + mean task-name term
     best = 23.6 + 0.25 + 0.1 * sum(map(len, TASKS)) / 3
-    assert f"| c_abstractor | 16 | 64 | **{best:.1f} ± 0.4** |" in summary
+    cell = re.search(rf"\| c_abstractor \| 16 \| 64 \| \*\*{best:.1f} ± 0\.4 \[([\d.]+), ([\d.]+)\]\*\* \|", summary)
+    assert cell and float(cell[1]) < best < float(cell[2])  # mean ± std over seeds [95% interval]
+    # every run sees the same query noise: a paired effect is exact, its interval zero-wide
+    assert "| 32 → 64 | average | 12 | **+8.0 [+8.0, +8.0]** |" in summary.split("## Effects")[1]
+    # the grid's findings detect the effects built into the fixture: resolution +8, tokens +5, connector 0.6
+    found = {f["name"]: f for f in json.loads((tmp_path / "findings.json").read_text())}
+    assert [f["verdict"] for f in found.values()] == ["reproduced"] * 3
+    assert found["the connector type matters least"]["effect"] == pytest.approx(0.6)
     png = tmp_path / "connectors.png"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from matplotlib.image import imread
