@@ -75,9 +75,9 @@ class SynthConfig:
     caption_samples: int = checked(6000, ">0")
     interleaved_samples: int = checked(3000, ">0")
     text_samples: int = checked(3000, ">0")
-    eval_samples: int = checked(500, ">0")  # per held-out eval set
+    eval_samples: int = checked(1000, ">0")  # images per held-out eval split
     samples_per_shard: int = checked(1000, ">0")
-    image_size: int = checked(64, ">0")  # rendered resolution
+    image_size: int = checked(128, ">0")  # rendered resolution: above every tiny grid's, so resolution is a real knob
 
 
 @dataclass

@@ -124,6 +124,8 @@ def encode_prompt(tokenizer, segments: list[tuple[str, bool]], num_images: int, 
 
 
 def _eligible(demo: EvalSample, query: EvalSample) -> bool:
+    if query.image is None:  # text-only: any other question
+        return demo.id != query.id
     return demo.image != query.image  # the same image file: the query itself or another question about it
 
 

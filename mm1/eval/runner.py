@@ -88,7 +88,7 @@ def load_task_data(spec: TaskSpec, cfg: EvalConfig) -> TaskData:
     if cfg.limit and cfg.limit < len(queries):
         keep = sorted(random.Random(f"queries/{cfg.seed}").sample(range(len(queries)), cfg.limit))
         queries = [queries[i] for i in keep]
-    exists: dict[Path, bool] = {}
+    exists: dict[Path | None, bool] = {None: True}  # a text-only demo needs no file
     for demo in demo_split:
         if demo.image not in exists:
             exists[demo.image] = demo.image.is_file()
@@ -127,6 +127,8 @@ def make_selector(model, data: TaskData, cfg: EvalConfig, image_size: int):
         return RandomDemos(data.pool, cfg.seed) if data.pool else None
     if cfg.demos != "rices":
         raise ValueError(f"unknown demo selection {cfg.demos!r}; known: {', '.join(DEMO_MODES)}")
+    if any(q.image is None for q in data.queries):
+        raise ValueError(f"task {data.spec.name} has no images: rices demos need them; use demos=random")
     cache = Path(cfg.cache_dir) if cfg.cache_dir else DEFAULT_CACHE
     pool_feats = cached_image_features(model, [d.image for d in data.pool], image_size, cache)
     pool = [d for d, ok in zip(data.pool, pool_feats.ok) if ok]
@@ -141,6 +143,7 @@ class Prompter:
     def __init__(self, model, tokenizer, spec: TaskSpec, selector, image_size: int, zero_shot: Optional[str] = None):
         self.model, self.tok, self.spec, self.selector = model, tokenizer, spec, selector
         self.zero_shot = zero_shot or spec.prompt.zero_shot  # the convention in force (see zero_shot_of)
+        self.image_size = image_size
         entries = max(16, PIXEL_CACHE_BYTES // (3 * image_size * image_size * 4))
         self._pixels = lru_cache(maxsize=entries)(lambda path: load_pixels(path, image_size))
 
@@ -158,6 +161,8 @@ class Prompter:
 
     def pixels(self, paths: list[Path], query: EvalSample) -> torch.Tensor:
         """(n, 3, S, S) pixels; SampleError names a missing or unreadable query or demo image."""
+        if query.image is None:  # a text-only task
+            return torch.zeros(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
         self._pixels(query.image)  # first: a missing query image is reported as the query's
         try:
             return torch.stack([self._pixels(p) for p in paths])

@@ -37,7 +37,7 @@ DATA_DIR_ENV = "MM1_EVAL_DATA"
 ROOTS = ("data_root", "data_dir")
 SUITES: dict[str, list[str]] = {
     "mm1_pretrain": ["coco", "nocaps", "textcaps", "vqav2", "textvqa", "vizwiz", "gqa", "okvqa"],
-    "synthetic": ["synth_caption", "synth_vqa", "synth_textvqa"],
+    "synthetic": ["synth_caption", "synth_vqa", "synth_textvqa", "synth_detail", "synth_dialect", "synth_text"],
 }
 
 

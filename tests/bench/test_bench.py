@@ -23,7 +23,7 @@ def test_bench_data_json(tiny_overrides, capsys):
     for key in ("packing_efficiency", "padding_efficiency", "samples_per_s", "raw_decode_samples_per_s",
                 "images_per_s", "raw_decode_images_per_s", "pipeline_vs_raw"):
         assert isinstance(result[key], float) and result[key] > 0, key
-    assert [p["seq_len"] for p in result["packing"]] == [512, 256, 192]  # MM1 layouts, then the recipe's own
+    assert [p["seq_len"] for p in result["packing"]] == [512, 256, 320]  # MM1 layouts, then the recipe's own
     assert [p["tokens_per_image"] for p in result["packing"]] == [144, 144, 16]
     for p in result["packing"]:
         assert 0 < p["padding_efficiency"] <= p["packing_efficiency"] <= 1

@@ -24,7 +24,7 @@ def _ids(split: LoadedSplit) -> list[str]:
 
 def test_registry_lists_every_format():
     assert set(LOADERS) == {
-        "vqav2", "okvqa", "textvqa", "vizwiz", "gqa", "coco_karpathy", "nocaps", "textcaps",
+        "vqav2", "okvqa", "textvqa", "vizwiz", "gqa", "coco_karpathy", "nocaps", "textcaps", "text_qa",
     }
 
 
@@ -333,3 +333,15 @@ def test_loaders_are_pure_python():
             else:
                 continue
             assert not any(n.split(".")[0] in {"torch", "numpy", "PIL"} for n in names), source
+
+
+def test_text_qa_has_no_images_and_skips_bad_entries(tmp_path):
+    path = tmp_path / "text.json"
+    path.write_text(json.dumps({"data": [
+        {"question_id": 7, "question": "what is two plus three?", "answers": ["5"]},
+        {"question_id": 8, "question": "what colour do red and blue make?"},  # no answers
+        {"question_id": 7, "question": "again?", "answers": ["x"]},  # duplicate id
+    ]}))
+    split = load_split("text_qa", annotations=path, images=tmp_path)
+    assert list(split) == [EvalSample("7", None, "what is two plus three?", ("5",), "")]
+    assert split.skipped == {"missing 'answers'": 1, "duplicate id": 1}

@@ -17,6 +17,7 @@ from mm1.eval.evaluate import prepare
 from mm1.train.evaluation import check_training_eval, evaluate_during_training, prepare_training_eval
 from mm1.eval.report import write_outputs
 from mm1.eval.runner import evaluate
+from mm1.eval.tasks import SUITES
 from mm1.train.model_folder import save_model_folder
 from tests.conftest import TINY, build_tiny
 
@@ -49,7 +50,7 @@ def test_outputs_schema(tiny, synth_root, tmp_path):
     tasks = prepare_tasks("synthetic", s, str(synth_root), None)
     runs = evaluate(model, tok, tasks, s, cfg.model.vision.image_size)
     table = write_outputs(tmp_path, runs, tasks, s, "some/checkpoint", {"decoder": {"hidden_size": 256}})
-    names = ["synth_caption", "synth_vqa", "synth_textvqa"]
+    names = SUITES["synthetic"]
     assert [(r.task, r.shots, r.trial) for r in runs] == [(n, k, t) for n in names for k, t in ((0, 0), (2, 0), (2, 1))]
 
     doc = json.loads((tmp_path / "results.json").read_text())
@@ -66,7 +67,7 @@ def test_outputs_schema(tiny, synth_root, tmp_path):
         assert (0 <= run["score"] <= 100) if run["metric"] == "vqa_accuracy" else run["score"] >= 0
 
     lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert len(lines) == 9 * 6
+    assert len(lines) == len(names) * 3 * 6
     for rec in lines:
         assert len(rec["demo_ids"]) == rec["shots"] and rec["error"] is None and rec["raw"] is not None
         assert isinstance(rec["score"], float) and rec["answers"]
@@ -76,7 +77,7 @@ def test_outputs_schema(tiny, synth_root, tmp_path):
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert [(r["task"], r["shots"]) for r in rows] == [(n, k) for n in names for k in ("0", "2")]
     assert (tmp_path / "table.md").read_text() == table
-    assert table.count("\n| synth_") == 3 and "| average |" in table and "±" in table
+    assert table.count("\n| synth_") == len(names) and "| average |" in table and "±" in table
 
 
 def test_missing_and_unreadable_images_are_counted_and_the_run_goes_on(tiny, synth_root, tmp_path):

@@ -147,7 +147,7 @@ def test_sigterm_on_the_command_line_checkpoints_and_resumes(shard_root, tmp_pat
     resumed = subprocess.run(args[:-1] + [f"train.steps={stopped_at + 2}", "--resume", "auto"], cwd=ROOT,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resumed from" in resumed.stdout
+    assert "resumed from" in resumed.stdout
     assert read_metrics(run)[-1]["step"] == stopped_at + 2
 
 

@@ -1,11 +1,15 @@
 """Interleaved image-text documents (OBELICS-style) built from scenes.
 
 A document is a list of parts, each a text string or a `Scene` (an image
-slot). Four kinds teach different things:
-  story   - prose that refers to the pictures by position and compares them;
-  vqa     - few-shot VQA: "<image> question: ... short answer: ..." repeated;
-  caption - few-shot captioning: "<image> output: ..." repeated;
-  textvqa - few-shot questions about the small label text.
+slot). Three kinds teach different things:
+  story   - prose that refers to the pictures by position and compares them (2-4 pictures);
+  vqa     - few-shot VQA: "<image> question: ... short answer: ..." repeated (2-9 pictures, so
+            that an 8-shot prompt and its query have the length of a training document). Half of them
+            answer colour and shape questions in one of `grammar.DIALECTS`, the same one throughout
+            the document: the in-context mechanism (only earlier answers tell the dialect);
+  textvqa - few-shot questions about the small label text (2-4 pictures).
+Every document opens with a sentence, so an image right after <s> only ever starts a caption pair:
+captioning is taught by the caption pairs alone (the zero-shot captioning mechanism).
 """
 from __future__ import annotations
 
@@ -13,14 +17,16 @@ import random
 from typing import Callable, Union
 
 from mm1.data.synth import grammar as g
-from mm1.data.synth.describe import be, caption, objects_phrase
+from mm1.data.synth.describe import be, objects_phrase
 from mm1.data.synth.questions import QUESTION_WEIGHTS, ask, ask_text
 from mm1.data.synth.scene import Scene
 
 Part = Union[str, Scene]
 NewScene = Callable[[float], Scene]  # label probability -> a fresh scene
-DOC_KIND_WEIGHTS = {"story": 3, "vqa": 3, "caption": 2, "textvqa": 2}
-IMAGES_PER_DOC = (2, 3, 4)
+DOC_KIND_WEIGHTS = {"story": 3, "vqa": 5, "textvqa": 1}
+IMAGES_PER_DOC = {"story": (2, 3, 4), "vqa": tuple(range(2, 10)), "textvqa": (2, 3, 4)}
+DIALECT_PROB = 0.5  # share of few-shot VQA documents that answer in a dialect
+DIALECT_KINDS = ("colour", "shape")  # the questions whose answers a dialect renames
 
 
 def _describe_nth(scene: Scene, i: int, n: int, rng: random.Random) -> str:
@@ -58,9 +64,7 @@ def _comparisons(scenes: list[Scene], a: int, b: int) -> list[str]:
 
 def story(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
     scenes = [new_scene(0.3) for _ in range(n)]
-    parts: list[Part] = []
-    if rng.random() < 0.5:
-        parts.append(rng.choice(g.DOC_INTRO).format(n=g.NUMBER_WORDS[n]))
+    parts: list[Part] = [rng.choice(g.DOC_INTRO).format(n=g.NUMBER_WORDS[n])]
     for i, scene in enumerate(scenes):
         parts += [scene, _describe_nth(scene, i, n, rng)]
     if rng.random() < 0.7:
@@ -69,27 +73,29 @@ def story(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
     return parts
 
 
+def _quiz_intro(n: int, rng: random.Random) -> str:
+    return rng.choice(g.QUIZ_INTRO).format(n=g.NUMBER_WORDS[n])
+
+
 def fewshot_vqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
-    kinds = [rng.choice(list(QUESTION_WEIGHTS))] if rng.random() < 0.5 else None  # one task, or mixed
-    parts: list[Part] = []
-    while len(parts) < 2 * n:
+    """Plain answers to one question kind or to mixed kinds, or colour/shape answers in one dialect."""
+    dialect = rng.choice(g.DIALECTS) if rng.random() < DIALECT_PROB else None
+    if dialect is not None:
+        kinds = list(DIALECT_KINDS)
+    else:
+        kinds = [rng.choice(list(QUESTION_WEIGHTS))] if rng.random() < 0.5 else None  # one task, or mixed
+    parts: list[Part] = [_quiz_intro(n, rng)]
+    while len(parts) < 2 * n + 1:
         scene = new_scene(0.5)
         qa = ask(scene, rng, kinds)
         if qa is not None:  # else the scene cannot answer this task; draw another
-            parts += [scene, g.FEWSHOT_VQA.format(question=qa.question, answer=qa.answer)]
-    return parts
-
-
-def fewshot_caption(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
-    parts: list[Part] = []
-    for _ in range(n):
-        scene = new_scene(0.5)
-        parts += [scene, g.FEWSHOT_CAPTION.format(caption=caption(scene, rng))]
+            answer = dialect[qa.answer] if dialect is not None else qa.answer
+            parts += [scene, g.FEWSHOT_VQA.format(question=qa.question, answer=answer)]
     return parts
 
 
 def fewshot_textvqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
-    parts: list[Part] = []
+    parts: list[Part] = [_quiz_intro(n, rng)]
     for _ in range(n):
         scene = new_scene(1.0)
         qa = ask_text(scene, rng)
@@ -97,10 +103,10 @@ def fewshot_textvqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Par
     return parts
 
 
-BUILDERS = {"story": story, "vqa": fewshot_vqa, "caption": fewshot_caption, "textvqa": fewshot_textvqa}
+BUILDERS = {"story": story, "vqa": fewshot_vqa, "textvqa": fewshot_textvqa}
 
 
 def document(new_scene: NewScene, rng: random.Random) -> tuple[str, list[Part]]:
-    """(kind, parts) of one random interleaved document with 2-4 images."""
+    """(kind, parts) of one random interleaved document."""
     kind = rng.choices(list(DOC_KIND_WEIGHTS), weights=list(DOC_KIND_WEIGHTS.values()))[0]
-    return kind, BUILDERS[kind](rng.choice(IMAGES_PER_DOC), new_scene, rng)
+    return kind, BUILDERS[kind](rng.choice(IMAGES_PER_DOC[kind]), new_scene, rng)

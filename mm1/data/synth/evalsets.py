@@ -1,19 +1,25 @@
 """Held-out evaluation sets in the real benchmarks' file formats (VQAv2, TextVQA, COCO Karpathy).
 
-Every eval image carries a label, so one image serves all three tasks: one
+Every eval image carries a label, so one image serves every image task: one
 VQA question about the shapes, one TextVQA question about the label, five
-reference captions. Scenes come from their own random streams ("eval-val",
-"eval-train"), are distinct from one another, and their keys are excluded from
-the training streams.
+reference captions, a detail question (the shape of a small object, when the
+scene has one with a colour of its own) and a dialect question (a colour or
+shape answered in `EVAL_DIALECT`, when the scene allows one). Scenes come from
+their own random streams ("eval-val", "eval-train"), are distinct from one
+another, and their keys are excluded from the training streams. The text
+questions (no image) come from the streams "eval-text-val" / "eval-text-train".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from mm1.data.synth import grammar as g
 from mm1.data.synth.describe import reference_captions
+from mm1.data.synth.documents import DIALECT_KINDS
 from mm1.data.synth.grammar import pretokenize
-from mm1.data.synth.questions import QA, ask, ask_text, human_answers
+from mm1.data.synth.questions import QA, ask, ask_detail, ask_text, human_answers
+from mm1.data.synth.textdocs import text_question
 from mm1.data.synth.render import png_bytes, render
 from mm1.data.synth.scene import Scene, sample_scene
 from mm1.data.synth.shards import json_bytes, sample_rng, write_bytes
@@ -21,7 +27,10 @@ from mm1.data.synth.streams import scene_record
 
 SPLITS = ("val", "train")  # val is drawn first; train (the few-shot demonstrations) avoids its scenes
 ID_BASE = {"train": 1_000_000, "val": 2_000_000}  # image_id = base + index: unique across splits
+TEXT_ID_BASE = {"train": 3_000_000, "val": 4_000_000}  # question ids of the text questions
 N_ANSWERS, N_REFERENCES = 10, 5
+EVAL_DIALECT = 0  # the index in grammar.DIALECTS that synth_dialect answers in (all are equally common in training)
+QUESTION_SETS = {"vqa": 0, "detail": 2, "dialect": 3}  # VQAv2-format sets: question_id = image_id * 1000 + this
 
 
 @dataclass
@@ -33,6 +42,9 @@ class EvalItem:
     text: QA
     text_answers: list[str]
     references: list[str]
+    detail: QA | None = None
+    detail_answers: list[str] | None = None
+    dialect: QA | None = None  # answer already in EVAL_DIALECT
 
 
 def image_file(split: str, image_id: int) -> str:
@@ -53,28 +65,60 @@ def heldout_scenes(seed: int, n: int) -> dict[str, list[Scene]]:
     return out
 
 
+def _dialect_qa(scene: Scene, rng) -> QA | None:
+    qa = ask(scene, rng, list(DIALECT_KINDS))
+    if qa is None:
+        return None
+    return QA(qa.kind, qa.question, g.DIALECTS[EVAL_DIALECT][qa.answer], qa.question_type, qa.answer_type, "yes/no")
+
+
 def _item(seed: int, split: str, i: int, scene: Scene) -> EvalItem:
     rng = sample_rng(seed, f"eval-{split}-language", i)
     vqa, text = ask(scene, rng), ask_text(scene, rng)
-    return EvalItem(ID_BASE[split] + i, scene, vqa, human_answers(vqa, rng, N_ANSWERS), text,
+    item = EvalItem(ID_BASE[split] + i, scene, vqa, human_answers(vqa, rng, N_ANSWERS), text,
                     human_answers(text, rng, N_ANSWERS), reference_captions(scene, rng, N_REFERENCES))
+    rng = sample_rng(seed, f"eval-{split}-detail", i)
+    item.detail = ask_detail(scene, rng)
+    item.detail_answers = human_answers(item.detail, rng, N_ANSWERS) if item.detail else None
+    item.dialect = _dialect_qa(scene, sample_rng(seed, f"eval-{split}-dialect", i))
+    return item
 
 
-def _vqa_files(split: str, items: list[EvalItem]) -> tuple[dict, dict]:
-    """VQAv2 questions and annotations (question_id = image_id * 1000, as in VQAv2)."""
+def _questions_of(items: list[EvalItem], name: str) -> list[tuple[int, int, QA, list[str]]]:
+    """(image_id, question_id, qa, human answers) of one question set; items without one are left out."""
+    out = []
+    for it in items:
+        qa = {"vqa": it.vqa, "detail": it.detail, "dialect": it.dialect}[name]
+        if qa is not None:
+            answers = {"vqa": it.vqa_answers, "detail": it.detail_answers}.get(name) or [qa.answer] * N_ANSWERS
+            out.append((it.image_id, it.image_id * 1000 + QUESTION_SETS[name], qa, answers))
+    return out
+
+
+def _vqa_files(split: str, entries: list[tuple[int, int, QA, list[str]]]) -> tuple[dict, dict]:
+    """VQAv2 questions and annotations of (image_id, question_id, qa, human answers) entries."""
     header = {"info": {"description": "mm1 synthetic shapes VQA", "version": "2.0"},
               "license": {"name": "Apache-2.0"}, "data_type": "mm1_synth", "data_subtype": split}
-    questions = [{"image_id": it.image_id, "question": it.vqa.question, "question_id": it.image_id * 1000}
-                 for it in items]
+    questions = [{"image_id": image_id, "question": qa.question, "question_id": qid}
+                 for image_id, qid, qa, _ in entries]
     annotations = []
-    for it in items:
-        answers = [{"answer": a, "answer_confidence": "yes" if a == it.vqa.answer else "maybe", "answer_id": j + 1}
-                   for j, a in enumerate(it.vqa_answers)]
-        annotations.append({"question_id": it.image_id * 1000, "image_id": it.image_id,
-                            "question_type": it.vqa.question_type, "answer_type": it.vqa.answer_type,
-                            "multiple_choice_answer": it.vqa.answer, "answers": answers})
+    for image_id, qid, qa, human in entries:
+        answers = [{"answer": a, "answer_confidence": "yes" if a == qa.answer else "maybe", "answer_id": j + 1}
+                   for j, a in enumerate(human)]
+        annotations.append({"question_id": qid, "image_id": image_id, "question_type": qa.question_type,
+                            "answer_type": qa.answer_type, "multiple_choice_answer": qa.answer, "answers": answers})
     return ({**header, "task_type": "Open-Ended", "questions": questions},
             {**header, "annotations": annotations})
+
+
+def text_questions(seed: int, split: str, n: int) -> dict:
+    """n questions about the facts of the text-only documents, {"data": [{"question_id", "question",
+    "answers": [answer]}]} (the `text_qa` eval format)."""
+    data = []
+    for i in range(n):
+        question, answer = text_question(sample_rng(seed, f"eval-text-{split}", i))
+        data.append({"question_id": TEXT_ID_BASE[split] + i, "question": question, "answers": [answer]})
+    return {"dataset_name": "mm1_synth_text", "split": split, "data": data}
 
 
 def _textvqa_file(split: str, items: list[EvalItem], image_size: int) -> dict:
@@ -102,15 +146,19 @@ def _karpathy_file(items_by_split: dict[str, list[EvalItem]]) -> dict:
     return {"images": images, "dataset": "coco"}
 
 
-def _write_split(out: Path, split: str, items: list[EvalItem], image_size: int) -> dict[str, str]:
-    """Images, VQA, TextVQA and scene files of one split; returns their relative paths."""
+def _write_split(out: Path, seed: int, split: str, items: list[EvalItem], image_size: int) -> dict[str, str]:
+    """Images, VQA-format, TextVQA, text and scene files of one split; returns their relative paths."""
     for it in items:
         write_bytes(out / image_file(split, it.image_id), png_bytes(render(it.scene, image_size)))
-    questions, annotations = _vqa_files(split, items)
-    paths = {"questions": f"eval/vqa/{split}_questions.json", "annotations": f"eval/vqa/{split}_annotations.json",
-             "textvqa": f"eval/textvqa/{split}.json", "scenes": f"eval/scenes/{split}.json"}
-    write_bytes(out / paths["questions"], json_bytes(questions))
-    write_bytes(out / paths["annotations"], json_bytes(annotations))
+    paths = {"textvqa": f"eval/textvqa/{split}.json", "scenes": f"eval/scenes/{split}.json",
+             "text": f"eval/text/{split}.json"}
+    for name in QUESTION_SETS:
+        questions, annotations = _vqa_files(split, _questions_of(items, name))
+        paths[f"{name}_questions"] = f"eval/{name}/{split}_questions.json"
+        paths[f"{name}_annotations"] = f"eval/{name}/{split}_annotations.json"
+        write_bytes(out / paths[f"{name}_questions"], json_bytes(questions))
+        write_bytes(out / paths[f"{name}_annotations"], json_bytes(annotations))
+    write_bytes(out / paths["text"], json_bytes(text_questions(seed, split, len(items))))
     write_bytes(out / paths["textvqa"], json_bytes(_textvqa_file(split, items, image_size)))
     scenes = {str(it.image_id): scene_record(it.scene, image_size) for it in items}
     write_bytes(out / paths["scenes"], json_bytes(scenes))
@@ -118,16 +166,20 @@ def _write_split(out: Path, split: str, items: list[EvalItem], image_size: int) 
 
 
 def write_evalsets(out: Path, seed: int, image_size: int, heldout: dict[str, list[Scene]]) -> dict:
-    """Write every eval file; returns {"images"|"vqa"|"textvqa"|"scenes": {split: ...}, "caption": path}."""
-    items_by_split, files = {}, {"images": {}, "vqa": {}, "textvqa": {}, "scenes": {}}
+    """Write every eval file; returns {"images"|"vqa"|"detail"|"dialect"|"textvqa"|"text"|"scenes": {split: ...},
+    "caption": path}."""
+    items_by_split, files = {}, {"images": {}, **{name: {} for name in QUESTION_SETS}, "textvqa": {}, "text": {},
+                                 "scenes": {}}
     for split, scenes in heldout.items():
         items = [_item(seed, split, i, s) for i, s in enumerate(scenes)]
-        paths = _write_split(out, split, items, image_size)
+        paths = _write_split(out, seed, split, items, image_size)
         files["images"][split] = {"dir": f"eval/images/{split}", "count": len(items),
                                   "first_id": ID_BASE[split], "pattern": "{image_id:012d}.png"}
-        files["vqa"][split] = {"questions": paths["questions"], "annotations": paths["annotations"]}
-        files["textvqa"][split] = paths["textvqa"]
-        files["scenes"][split] = paths["scenes"]
+        for name in QUESTION_SETS:
+            files[name][split] = {"questions": paths[f"{name}_questions"],
+                                  "annotations": paths[f"{name}_annotations"]}
+        for name in ("textvqa", "text", "scenes"):
+            files[name][split] = paths[name]
         items_by_split[split] = items
     files["caption"] = "eval/caption/captions.json"
     write_bytes(out / files["caption"], json_bytes(_karpathy_file(items_by_split)))

@@ -68,6 +68,7 @@ LABEL_SENTENCE = (
 QUESTIONS = {
     "colour": ("what colour is the {shape}?", "which colour is the {shape}?"),
     "shape": ("what shape is the {colour} one?", "which shape is {colour}?"),
+    "detail": ("what shape is the small {colour} one?",),
     "count_shape": ("how many {plural} are there?", "how many {plural} are in the picture?"),
     "count_colour": ("how many {colour} shapes are there?",),
     "count_all": ("how many shapes are there?", "how many shapes are in the picture?"),
@@ -96,8 +97,29 @@ SIZE_SYNONYMS = {"small": "tiny", "large": "big"}
 
 # Interleaved documents (OBELICS-style); few-shot shapes follow OpenFlamingo's prompts, lowercased.
 FEWSHOT_VQA = "question: {question} short answer: {answer}"
-FEWSHOT_CAPTION = "output: {caption}"
+
+# Answer dialects: each renames every colour and shape answer with its own made-up word. A few-shot VQA
+# document either answers in plain words or keeps one dialect throughout; nothing but the answers already
+# given in a context tells which dialect is in use (the in-context mechanism, see docs/benchmark.md).
+_CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
+DIALECT_WORDS_PER = len(COLOURS) + len(SHAPES)
+
+
+def _nonce_words(n: int) -> list[str]:
+    """n distinct made-up consonant-vowel-consonant-vowel words, in a fixed order."""
+    words = [a + b + c + d for a in _CONSONANTS for b in _VOWELS for c in _CONSONANTS for d in _VOWELS]
+    return words[:: len(words) // n][:n]
+
+
+def _dialects(k: int) -> tuple[dict[str, str], ...]:
+    words = _nonce_words(k * DIALECT_WORDS_PER)
+    answers = COLOURS + SHAPES
+    return tuple({a: words[i * DIALECT_WORDS_PER + j] for j, a in enumerate(answers)} for i in range(k))
+
+
+DIALECTS = _dialects(4)
 DOC_INTRO = ("here are {n} pictures.", "look at these pictures.", "some pictures of shapes.")
+QUIZ_INTRO = ("a quiz about {n} pictures.", "questions about some pictures.", "answer the questions.")
 DOC_FIRST = ("the first picture shows {objects}.", "in the first one there {be} {objects}.")
 DOC_NEXT = ("in the next one there {be} {objects}.", "the {ordinal} picture shows {objects}.", "then {objects}.")
 DOC_LAST = ("the last one has {objects}.", "the last picture shows {objects}.")
@@ -132,10 +154,10 @@ STORY_START = ("there {be} {objects}.", "once there {be} {objects}.")
 STORY_ADD = ("then {object} came.", "then came {object}.")
 STORY_REMOVE = ("then the {colour} {shape} went away.",)
 STORY_END = ("now there {be} {count} {shape_noun}.",)
-TEXT_QA = (
-    "question: how many corners does a {shape} have? short answer: {answer}",
-    "question: what is {a} plus {b}? short answer: {answer}",
-    "question: what colour do {x} and {y} make? short answer: {answer}",
+TEXT_QUESTIONS = (  # asked in text-only documents as FEWSHOT_VQA lines, and by the synth_text eval task
+    "how many corners does a {shape} have?",
+    "what is {a} plus {b}?",
+    "what colour do {x} and {y} make?",
 )
 
 _FIELD = re.compile(r"\{[^}]*\}")
@@ -160,9 +182,9 @@ def join_list(items: list[str]) -> str:
 
 def _template_strings():
     """Every template and listed phrase of this module, fields included."""
-    groups = [CAPTION, LABEL_SENTENCE, DOC_INTRO, DOC_FIRST, DOC_NEXT, DOC_LAST, DOC_LABEL, FACTS,
-              ARITHMETIC, COMPARISON, STORY_START, STORY_ADD, STORY_REMOVE, STORY_END, TEXT_QA,
-              (FEWSHOT_VQA, FEWSHOT_CAPTION), tuple(DOC_COMPARE.values()), tuple(POSITION_PHRASES.values())]
+    groups = [CAPTION, LABEL_SENTENCE, DOC_INTRO, QUIZ_INTRO, DOC_FIRST, DOC_NEXT, DOC_LAST, DOC_LABEL, FACTS,
+              ARITHMETIC, COMPARISON, STORY_START, STORY_ADD, STORY_REMOVE, STORY_END, TEXT_QUESTIONS,
+              (FEWSHOT_VQA,), tuple(DOC_COMPARE.values()), tuple(POSITION_PHRASES.values())]
     groups += list(QUESTIONS.values()) + list(ANSWER_VARIANTS.values())
     return [s for group in groups for s in group]
 
@@ -171,7 +193,8 @@ def _template_strings():
 def _vocabulary() -> tuple[str, ...]:
     words = set(GLUE)
     for group in (SHAPES, tuple(PLURALS.values()), COLOURS, SIZES, POSITIONS, CORNERS, BACKGROUNDS,
-                  NUMBER_WORDS, DIGITS, YES_NO, ORDINALS, LABEL_TEXTS, tuple(SIZE_SYNONYMS.values())):
+                  NUMBER_WORDS, DIGITS, YES_NO, ORDINALS, LABEL_TEXTS, tuple(SIZE_SYNONYMS.values()),
+                  *(tuple(d.values()) for d in DIALECTS)):
         for phrase in group:
             words.update(pretokenize(phrase))
     for template in _template_strings():

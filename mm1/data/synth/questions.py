@@ -14,7 +14,7 @@ from mm1.data.synth.scene import Scene
 
 # How often each kind of question is asked (kinds impossible for a scene are skipped).
 QUESTION_WEIGHTS = {
-    "colour": 3, "shape": 2, "count_shape": 2, "count_colour": 1, "count_all": 1,
+    "colour": 3, "shape": 2, "detail": 2, "count_shape": 2, "count_colour": 1, "count_all": 1,
     "position": 2, "size": 1, "exists": 2, "background": 1,
 }
 
@@ -71,6 +71,16 @@ def _ask_shape(scene, rng, t):
     return None
 
 
+def _ask_detail(scene, rng, t):
+    """The shape of the one small object of a colour: a fine detail, lost when the image is downsampled."""
+    small = [o for o in scene.objects if o.size == "small"]
+    objs = [o for o in small if sum(p.colour == o.colour for p in small) == 1]
+    if objs:
+        o = rng.choice(objs)
+        return _qa("detail", t, {"colour": o.colour}, o.shape, "other", "shape")
+    return None
+
+
 def _ask_count_shape(scene, rng, t):
     shape = rng.choice(g.SHAPES)
     return _qa("count_shape", t, {"plural": g.PLURALS[shape]}, str(scene.count(shape=shape)), "number", "number")
@@ -112,7 +122,7 @@ def _ask_background(scene, rng, t):
 
 
 ASKERS = {
-    "colour": _ask_colour, "shape": _ask_shape, "count_shape": _ask_count_shape,
+    "colour": _ask_colour, "shape": _ask_shape, "detail": _ask_detail, "count_shape": _ask_count_shape,
     "count_colour": _ask_count_colour, "count_all": _ask_count_all, "position": _ask_attribute("position"),
     "size": _ask_attribute("size"), "exists": _ask_exists, "background": _ask_background,
 }
@@ -132,6 +142,11 @@ def ask(scene: Scene, rng: random.Random, kinds=None) -> QA | None:
         if qa is not None:
             return qa
     return None
+
+
+def ask_detail(scene: Scene, rng: random.Random) -> QA | None:
+    """A detail question about the scene (see `_ask_detail`), or None when it has no lone small colour."""
+    return _ask_detail(scene, rng, rng.choice(g.QUESTIONS["detail"]))
 
 
 def ask_text(scene: Scene, rng: random.Random) -> QA:

@@ -16,7 +16,7 @@ from mm1.data.synth import grammar as g
 
 GRID = 64
 SLOT_CENTRES = {"center": (32, 32), "left": (11, 32), "right": (53, 32), "top": (32, 11), "bottom": (32, 53)}
-RADIUS = {"small": 5, "large": 9}
+RADIUS = {"small": 4, "large": 9}  # a small shape is 8 px wide at 64 px: its shape is a detail
 JITTER = {"small": 4, "large": 1}  # max offset from the slot centre, in grid units
 CHAR_W, TEXT_H, LABEL_PAD = 6, 9, 1  # bitmap font: 6 px per character, 9 rows of ink
 CORNER_CELL = 21  # the corner squares no shape reaches (slots + radius + jitter stay outside)

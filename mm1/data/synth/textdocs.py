@@ -60,20 +60,23 @@ def story(rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def _qa_line(rng: random.Random) -> str:
+def text_question(rng: random.Random) -> tuple[str, str]:
+    """(question, answer): corners of a shape, a small sum, or a colour mix. Only text documents hold
+    these facts, so only text-only data can teach them (the synth_text eval task asks them)."""
     which = rng.randrange(3)
     if which == 0:
         shape = rng.choice(sorted(g.CORNER_COUNTS))
-        return g.TEXT_QA[0].format(shape=shape, answer=g.CORNER_COUNTS[shape])
+        return g.TEXT_QUESTIONS[0].format(shape=shape), str(g.CORNER_COUNTS[shape])
     if which == 1:
         a, b = rng.randint(0, 5), rng.randint(0, 5)
-        return g.TEXT_QA[1].format(a=_number(a, rng), b=_number(b, rng), answer=a + b)
+        return g.TEXT_QUESTIONS[1].format(a=_number(a, rng), b=_number(b, rng)), str(a + b)
     x, y, z = rng.choice(g.COLOUR_MIXES)
-    return g.TEXT_QA[2].format(x=x, y=y, answer=z)
+    return g.TEXT_QUESTIONS[2].format(x=x, y=y), z
 
 
 def text_qa(rng: random.Random) -> str:
-    return "\n".join(_qa_line(rng) for _ in range(rng.randint(2, 4)))
+    pairs = [text_question(rng) for _ in range(rng.randint(2, 4))]
+    return "\n".join(g.FEWSHOT_VQA.format(question=q, answer=a) for q, a in pairs)
 
 
 BUILDERS = {"facts": facts, "numbers": numbers, "story": story, "qa": text_qa}

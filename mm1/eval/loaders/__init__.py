@@ -20,6 +20,7 @@ Formats (`LOADERS` keys) and the benchmarks that use them:
   coco_karpathy  COCO captions, Karpathy split; split= is required
   nocaps         NoCaps val
   textcaps       TextCaps 0.1
+  text_qa        the embedded benchmark's text-only questions (no image; see loaders/text.py)
 Format-specific keywords go through `load_split(..., **options)`:
 `image_pattern` (vqav2, textvqa, gqa, textcaps) and `restval_as_train`
 (coco_karpathy).
@@ -34,6 +35,7 @@ from typing import Any
 
 from mm1.eval.loaders.captions import load_coco_karpathy, load_nocaps, load_textcaps
 from mm1.eval.loaders.common import EvalSample, LoadedSplit
+from mm1.eval.loaders.text import load_text_qa
 from mm1.eval.loaders.vqa import load_gqa, load_textvqa, load_vizwiz, load_vqav2
 
 __all__ = ["EvalSample", "LoadedSplit", "LOADERS", "load_split"]
@@ -49,6 +51,7 @@ LOADERS: dict[str, Callable[..., LoadedSplit]] = {
     "coco_karpathy": load_coco_karpathy,
     "nocaps": load_nocaps,
     "textcaps": load_textcaps,
+    "text_qa": load_text_qa,
 }
 
 

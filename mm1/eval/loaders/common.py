@@ -23,7 +23,7 @@ class EvalSample:
     """One question (VQA tasks) or one image with its references (captioning)."""
 
     id: str  # question id (VQA) or image id (captioning), unique within a split
-    image: Path  # absolute path of the image file; existence is NOT checked here
+    image: Path | None  # absolute path of the image file (existence NOT checked here); None for text-only tasks
     question: str | None  # VQA question; None for captioning
     answers: tuple[str, ...]  # VQA: human answers; captioning: reference captions
     image_id: str  # the dataset's image id, as a string
