@@ -135,8 +135,8 @@ def test_grid_file_mistakes_name_the_grid_key(tmp_path):
 def test_dry_run_lists_runs_overrides_and_cost(capsys):
     assert main(["ablate", "--grid", "connectors", "--preset", "tiny", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.count("model.connector.kind=") == 12 and "attention_pool_tok16_px64_s0" in out
-    assert "params 4.2" in out and "token positions" in out and "12 runs" in out
+    assert out.count("model.connector.kind=") == 36 and "attention_pool_tok16_px64_s2" in out  # 12 x 3 seeds
+    assert "params 4.3" in out and "token positions" in out and "36 runs" in out
 
 
 def test_cost_uses_the_global_batch_and_counts_images_as_mm1_info_does():
@@ -214,7 +214,9 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path, synth_ro
 
 def test_table_csv_and_plot_from_fixture_results(tmp_path):
     grid = load_grid("connectors", "tiny")
-    grid.seeds = [0, 1]
+    grid.seeds, grid.eval.shots = [0, 1], [0, 4, 8]
+    for finding in grid.findings:  # the fixture's own tasks: judge the preset's claims on their average
+        finding.task, finding.shots = None, None
     runs = expand(grid)
     write_fixture_sweep(tmp_path, grid, runs)
     assert main(["ablate", "--report", str(tmp_path)]) == 0

@@ -2,18 +2,19 @@
 
 `write_corpus(out, cfg, workers=None)` writes, from `cfg` alone (no downloads,
 CPU only, byte-identical for the same config whatever the number of worker
-threads), the layout below; the default sizes take about 10 CPU-seconds and
-71 MB. `corpus_is_complete(out, cfg=None)` tells whether a finished corpus is
+threads), the layout below; the default sizes take about 40 CPU-seconds and
+197 MB. docs/benchmark.md describes what each part is built to measure. `corpus_is_complete(out, cfg=None)` tells whether a finished corpus is
 there. `vocabulary()` lists every token any text can contain.
 
 Images
-    `image_size` px (default 64) RGB PNG. 1-4 shapes (circle, square, triangle,
-    star, cross; red, green, blue, yellow, purple, orange, white; small or
-    large) in five slots (center, left, right, top, bottom) on a gray, black
-    or brown background, plain or lightly noisy. Some images carry a "label":
-    a white box near a corner with a 3-letter word or 2-digit number drawn in
-    PIL's 6x11 bitmap font with 1-px strokes. The label is the fine detail:
-    legible at 64 px, a gray smear after a downsample to 32 px.
+    `image_size` px (default 128, above every tiny grid's resolution; the
+    loader resizes) RGB PNG. 1-4 shapes (circle, square, triangle, star,
+    cross; red, green, blue, yellow, purple, orange, white; small or large) in
+    five slots (center, left, right, top, bottom) on a gray, black or brown
+    background, plain or lightly noisy. A small shape is 1/8 of the image wide:
+    its form is a detail, legible at 64 px and lost at 32 px. Some images carry
+    a "label": a white box near a corner with a 3-letter word or 2-digit
+    number drawn in PIL's 6x11 bitmap font with strokes 1/64 of the image wide.
 
 Text
     Lowercase with normal punctuation ("two red circles and a small blue
@@ -30,12 +31,13 @@ Layout under `out`
                     OBELICS style: parallel lists of equal length, at each
                     position exactly one of texts/images is non-null. An image
                     entry names the sample's member holding it: "0.png" means
-                    tar member {key}.0.png. 2-4 images per document. "kind" is
-                    story | vqa | caption | textvqa; "scenes" is parallel too
-                    (ground truth at image positions, null elsewhere).
-                    Few-shot kinds use OpenFlamingo's prompts, lowercased:
-                    "question: {q} short answer: {a}" and "output: {caption}",
-                    each text following its image.
+                    tar member {key}.0.png. "kind" is story (2-4 images) |
+                    vqa (2-9; half of them answer in one of the grammar's
+                    DIALECTS throughout) | textvqa (2-4); each opens with a
+                    text. "scenes" is parallel too (ground truth at image
+                    positions, null elsewhere). Few-shot kinds use
+                    OpenFlamingo's VQA prompt, lowercased: "question: {q}
+                    short answer: {a}", each following its image.
         {key}.0.png, {key}.1.png, ...
     text/text-000000.tar, ...              text-only documents, key "t0000123":
         {key}.txt
@@ -78,6 +80,16 @@ Layout under `out`
                                            "question_tokens", "image_width",
                                            "image_height", "set_name", "flickr_*_url"}]}
                                            One question per image about the label.
+        detail/{split}_questions.json,     VQAv2, as vqa/: "what shape is the small {colour}
+        detail/{split}_annotations.json    one?" for images with a lone small shape of a
+                                           colour (question_id = image_id * 1000 + 2).
+        dialect/{split}_questions.json,    VQAv2, as vqa/: a colour or shape question whose
+        dialect/{split}_annotations.json   10 answers are the evalsets.EVAL_DIALECT word
+                                           (question_id = image_id * 1000 + 3).
+        text/{split}.json                  text_qa (no image): {"dataset_name", "split",
+                                           "data": [{"question_id", "question", "answers":
+                                           [one answer]}]}, eval_samples questions about the
+                                           facts of the text-only documents.
         caption/captions.json              COCO Karpathy (dataset_coco.json): {"images":
                                            [{"filepath": split (the images/ subfolder),
                                            "filename", "imgid", "split", "sentences": 5 x
@@ -87,7 +99,8 @@ Layout under `out`
                                            eval image (for analysis; `scene.scene_from_dict`)
     manifest.json                          written last: {"version", "seed", "config",
                                            "counts", "shards": {stream: [paths]}, "eval":
-                                           {"images", "vqa", "textvqa", "scenes", "caption"},
+                                           {"images", "vqa", "detail", "dialect", "textvqa",
+                                           "text", "scenes", "caption"},
                                            "vocabulary_size", "files": {path: bytes}}
 
 All paths in the manifest are relative to `out`.
