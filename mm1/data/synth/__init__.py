@@ -2,9 +2,10 @@
 
 `write_corpus(out, cfg, workers=None)` writes, from `cfg` alone (no downloads,
 CPU only, byte-identical for the same config whatever the number of worker
-threads), the layout below; the default sizes take about 40 CPU-seconds and
-197 MB. docs/benchmark.md describes what each part is built to measure. `corpus_is_complete(out, cfg=None)` tells whether a finished corpus is
-there. `vocabulary()` lists every token any text can contain.
+threads), the layout below; the default sizes take about 45 CPU-seconds and
+201 MB. docs/benchmark.md describes what each part is built to measure.
+`corpus_is_complete(out, cfg=None)` tells whether a finished corpus is there.
+`vocabulary()` lists every token any text can contain.
 
 Images
     `image_size` px (default 128, above every tiny grid's resolution; the
