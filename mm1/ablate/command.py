@@ -3,6 +3,7 @@
     mm1 ablate --grid connectors --preset tiny --dry-run       # every run, its overrides, its cost
     mm1 ablate --grid connectors --preset tiny --jobs 2        # -> runs/ablate/connectors-tiny/
     mm1 ablate --report runs/ablate/connectors-tiny            # rebuild results.csv, summary.md, PNGs
+    mm1 ablate --grid data_mixture --preset tiny "seeds=[3,4,5]" --out DIR   # the same grid, other seeds
 
 Every run's config is loaded before anything runs, so a bad override fails at
 once, naming the run and the key path. Re-running the same command resumes.
@@ -38,7 +39,7 @@ def _grid(args) -> int:
     from mm1.ablate.grid import check_runs, expand, load_grid, shared_overrides
     from mm1.ablate.sweep import Plan, run_sweep
 
-    grid = load_grid(args.grid, args.preset)
+    grid = load_grid(args.grid, args.preset, args.changes)
     runs = expand(grid)
     configs = check_runs(runs)
     if args.dry_run:
@@ -71,6 +72,8 @@ def register(sub) -> None:
     what.add_argument("--grid", help="grid name in ablations/ (connectors, resolution, tokens, encoder, "
                                      "data_mixture, moe, lr) or a path to a grid YAML")
     what.add_argument("--report", metavar="DIR", help="rebuild tables and plots of a sweep folder; no training")
+    p.add_argument("changes", nargs="*", metavar="KEY=VALUE",
+                   help="change a top-level key of the grid after its preset, e.g. seeds=[3,4,5] or steps=500")
     p.add_argument("--preset", help="a preset of the grid, e.g. tiny (CPU scale on the embedded data)")
     p.add_argument("--out", help="sweep folder (default: runs/ablate/<grid>[-<preset>])")
     p.add_argument("--jobs", type=int, default=1,

@@ -76,7 +76,22 @@ def apply_preset(grid: dict, preset: dict) -> dict:
     return out
 
 
-def load_grid(ref: str | Path, preset: str | None = None) -> GridSpec:
+def parse_changes(changes: list[str]) -> dict:
+    """Command-line `KEY=VALUE` changes of a grid's top-level keys (`seeds=[3,4,5]`, `steps=500`); values are YAML."""
+    out = {}
+    for change in changes:
+        key, sep, text = change.partition("=")
+        if not sep or not key or "." in key:
+            raise GridError(f"{change!r}: expected KEY=VALUE with a top-level grid key, e.g. seeds=[3,4,5]")
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise GridError(f"{change}: the value is not valid YAML: {err}") from None
+    return out
+
+
+def load_grid(ref: str | Path, preset: str | None = None, changes: list[str] = ()) -> GridSpec:
+    """The grid file, then its preset, then command-line `changes` (applied as a preset is)."""
     path = grid_path(ref)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -90,6 +105,8 @@ def load_grid(ref: str | Path, preset: str | None = None) -> GridSpec:
         if preset not in presets:
             raise GridError(f"{path}: presets.{preset}: no such preset; known: {', '.join(presets) or 'none'}")
         data, where = apply_preset(data, presets[preset]), f"{path} (preset {preset})"
+    if changes:
+        data, where = apply_preset(data, parse_changes(list(changes))), f"{where} with {' '.join(changes)}"
     try:
         grid = build(GridSpec, data)
     except ConfigError as err:

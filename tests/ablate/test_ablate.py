@@ -272,3 +272,17 @@ def test_lr_sweep_report_picks_the_best_lr_per_size_and_prints_a_and_b(tmp_path,
     assert main(["ablate", "--report", str(tmp_path)]) == 0
     assert "a = -0.5000, b = -1.0000" in capsys.readouterr().out
     assert (tmp_path / "lr_law.png").stat().st_size > 10_000
+
+
+def test_command_line_changes_a_grid_key_after_its_preset(capsys):
+    """`seeds=[3,4,5]` re-runs a grid with other seeds, the rest of the preset unchanged."""
+    grid = load_grid("data_mixture", "tiny", ["seeds=[3,4,5]", "steps=12"])
+    assert grid.seeds == [3, 4, 5] and grid.steps == 12 and grid.eval.limit == 200
+    assert [r.name for r in expand(grid)][:3] == ["1-0-0_s3", "1-0-0_s4", "1-0-0_s5"]
+    assert main(["ablate", "--grid", "data_mixture", "--preset", "tiny", "seeds=[7]", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1-0-0_s7" in out and "_s0 " not in out and "train.seed=7" in out
+    for bad, message in (("sedes=[3]", "sedes: unknown key"), ("seeds", "expected KEY=VALUE"),
+                         ("eval.limit=5", "top-level grid key"), ("seeds=[3", "not valid YAML")):
+        assert main(["ablate", "--grid", "data_mixture", "--preset", "tiny", bad, "--dry-run"]) == 2
+        assert message in capsys.readouterr().err
