@@ -6,6 +6,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import tempfile  # noqa: E402
+
+os.environ["MM1_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-cache-")  # never the user's cache
 
 import socket  # noqa: E402
 import subprocess  # noqa: E402

@@ -16,6 +16,20 @@ from mm1.model.connectors import ConnectorConfig  # kind, num_tokens and each co
 from mm1.model.moe import MoEConfig  # the MoE layers' own settings
 
 @dataclass
+class WarmStartConfig:
+    """A contrastive warm start of the encoder before pre-training (mm1.train.warmstart): a small CLIP
+    trained on one caption source at the run's resolution, cached and shared by runs with equal settings."""
+    source: str = "caption"  # a data.sources entry of kind caption
+    steps: int = checked(300, ">0")
+    batch_size: int = checked(256, ">0")  # pairs per step (the contrastive negatives)
+    lr: float = checked(1e-3, ">0")
+    max_pairs: int = checked(20000, ">0")  # pairs read into memory (the first ones of the source)
+    text_layers: int = checked(2, ">0")  # the throw-away text transformer
+    text_width: int = checked(128, ">0")
+    seed: int = 0
+
+
+@dataclass
 class VisionConfig:
     name: Optional[str] = None  # open_clip model name (e.g. ViT-L-14); None = build from the explicit dims below
     pretrained: Optional[str] = None  # open_clip pretrained tag or a local checkpoint file; None = random init
@@ -28,6 +42,8 @@ class VisionConfig:
     mlp_ratio: float = checked(4.0, ">0")
     feature_layer: int = -1  # which transformer block's output feeds the connector (-1 = last, -2 = penultimate)
     freeze: bool = False  # freeze the encoder's weights
+    warm_start: Optional[WarmStartConfig] = None  # train the encoder contrastively on caption pairs first
+    # (the small-scale stand-in for a CLIP-pretrained encoder); excludes `pretrained`
 
 
 @dataclass

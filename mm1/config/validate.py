@@ -102,6 +102,19 @@ def _validate_vision(cfg: Config) -> None:
         raise ConfigError(
             f"model.vision.feature_layer: {v.feature_layer} is out of range; allowed: {-v.layers}..{v.layers - 1}"
         )
+    if v.warm_start is not None:
+        _validate_warm_start(cfg)
+
+
+def _validate_warm_start(cfg: Config) -> None:
+    v, sources = cfg.model.vision, cfg.data.sources
+    if v.pretrained:
+        raise ConfigError(f"model.vision.warm_start: set together with model.vision.pretrained ({v.pretrained!r}); "
+                          f"allowed: one of them (a warm start trains the encoder from a random init)")
+    captions = [name for name, src in sources.items() if src.kind == "caption"]
+    if v.warm_start.source not in captions:
+        raise ConfigError(f"model.vision.warm_start.source: {v.warm_start.source!r} is not a caption source; "
+                          f"allowed: {', '.join(captions) or 'none (data.sources has no caption source)'}")
 
 
 def _validate_connector(cfg: Config) -> None:

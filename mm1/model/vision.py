@@ -67,19 +67,21 @@ def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _build_tower(cfg: VisionConfig) -> nn.Module:
-    quick_gelu = False
+    vision_cfg, embed_dim, quick_gelu = vision_cfg_of(cfg)
+    return _build_vision_tower(embed_dim, CLIPVisionCfg(**vision_cfg), quick_gelu=quick_gelu)
+
+
+def vision_cfg_of(cfg: VisionConfig) -> tuple[dict, int, bool]:
+    """open_clip's vision-tower settings for `cfg`: (CLIPVisionCfg fields, embed_dim, quick_gelu)."""
     if cfg.name is not None:
         model_cfg = open_clip.get_model_config(cfg.name)
         vision_cfg = dict(model_cfg["vision_cfg"], image_size=cfg.image_size)
-        quick_gelu = model_cfg.get("quick_gelu", False)
-        embed_dim = model_cfg["embed_dim"]
-    else:
-        vision_cfg = dict(
-            image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
-            layers=cfg.layers, head_width=cfg.width // cfg.heads, mlp_ratio=cfg.mlp_ratio,
-        )
-        embed_dim = cfg.width
-    return _build_vision_tower(embed_dim, CLIPVisionCfg(**vision_cfg), quick_gelu=quick_gelu)
+        return vision_cfg, model_cfg["embed_dim"], model_cfg.get("quick_gelu", False)
+    vision_cfg = dict(
+        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
+        layers=cfg.layers, head_width=cfg.width // cfg.heads, mlp_ratio=cfg.mlp_ratio,
+    )
+    return vision_cfg, cfg.width, False
 
 
 def load_pretrained(visual: nn.Module, cfg: VisionConfig) -> None:
@@ -94,14 +96,19 @@ def load_pretrained(visual: nn.Module, cfg: VisionConfig) -> None:
             raise ValueError(f"model.vision.pretrained: {path!r} is neither a file nor a tag of {cfg.name}; "
                              f"allowed tags: {', '.join(tags)}")
         path = open_clip.pretrained.download_pretrained(tag_cfg)
-    state = _read_state_dict(path)
+    load_visual_weights(visual, _read_state_dict(path), f"model.vision.pretrained: {path!r}")
+
+
+def load_visual_weights(visual: nn.Module, state: dict, what: str) -> None:
+    """The `visual.*` entries of an open_clip state dict into the tower (positional embedding resized to
+    its grid; heads the tower has pruned are not needed). `what` names the weights in errors."""
     state = {k: v for k, v in state.items() if k.startswith("visual.")}
     if not state:
-        raise ValueError(f"model.vision.pretrained: {path!r} holds no 'visual.*' weights")
+        raise ValueError(f"{what} holds no 'visual.*' weights")
     resize_pos_embed(state, types.SimpleNamespace(visual=visual))
-    missing, unexpected = visual.load_state_dict({k[len("visual."):]: v for k, v in state.items()}, strict=False)
+    missing, _ = visual.load_state_dict({k[len("visual."):]: v for k, v in state.items()}, strict=False)
     if missing:
-        raise ValueError(f"model.vision.pretrained: {path!r} lacks weights for {missing[:5]}")
+        raise ValueError(f"{what} lacks weights for {missing[:5]}")
 
 
 def _read_state_dict(path: str) -> dict:

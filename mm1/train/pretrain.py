@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from safetensors.torch import load_file
 
 from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
@@ -15,6 +16,8 @@ from mm1.config.validate import check_pretrained_paths
 from mm1.data.loader import build_loader
 from mm1.data.synth import corpus_is_complete, write_corpus
 from mm1.layout import RunDir
+from mm1.model.vision import load_visual_weights
+from mm1.tokenizer import build_tokenizer
 from mm1.train.checkpoints import full_model_state
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
 from mm1.train.evaluation import check_training_eval, prepare_training_eval
@@ -26,6 +29,7 @@ from mm1.train.provenance import provenance
 from mm1.train.resume import check_new_run, resolve_resume
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
 from mm1.train.trainer import StoppedBySignal, Trainer
+from mm1.train.warmstart import ensure_warm_start, warm_start_path
 
 
 def prepare_data(cfg: Config) -> None:
@@ -39,6 +43,12 @@ def prepare_data(cfg: Config) -> None:
         if not corpus_is_complete(root, cfg.data.synth):
             print(f"mm1: writing the embedded corpus to {root} (first use)")
             write_corpus(root, cfg.data.synth)
+
+
+def prepare_encoder(cfg: Config) -> None:
+    """Train and cache the contrastive warm start of the encoder on first use, when the recipe asks for it."""
+    if cfg.model.vision.warm_start is not None:
+        ensure_warm_start(cfg, build_tokenizer(cfg.model.tokenizer))
 
 
 def setup_runtime(cfg: Config) -> tuple[torch.device, Dist]:
@@ -77,9 +87,13 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         prepare_data(cfg)
+        prepare_encoder(cfg)
     barrier(d)
     eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
+    if cfg.model.vision.warm_start is not None:
+        path = warm_start_path(cfg, tokenizer)
+        load_visual_weights(model.vision.visual, load_file(str(path)), f"the warm-started encoder {path}")
     model.to(device)
     counts = param_counts(model)
     cfg.optim.lr, cfg.optim.weight_decay = resolve_lr(cfg.optim, counts["decoder_non_embedding"])
