@@ -58,8 +58,13 @@ def cmd_data_synth(args) -> int:
 def cmd_export(args) -> int:
     from mm1.train.export import export
 
-    out = export(args.run, args.out)
-    print(f"mm1: exported to {out} (load with mm1.load({str(out)!r}))")
+    out = export(args.run, args.out, args.format)
+    if args.format == "hf":
+        from mm1.hf.export import load_hint
+
+        print(f"mm1: exported to {out} as {load_hint(out)}")
+    else:
+        print(f"mm1: exported to {out} (load with mm1.load({str(out)!r}))")
     return 0
 
 
@@ -91,10 +96,14 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser("export", help="write a self-contained model folder from a run",
-                       description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval read.")
+                       description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval "
+                                   "read (--format mm1), or that transformers' Auto classes load (--format hf).")
     p.add_argument("run", help="run folder (output.dir) or checkpoint folder")
     p.add_argument("--out", required=True, help="destination folder (must be empty or absent)")
-    p.set_defaults(func=cmd_export, usage_errors=(FileNotFoundError, FileExistsError))
+    p.add_argument("--format", default="mm1", choices=("mm1", "hf"),
+                   help="mm1 (default): mm1's own folder; hf: a Hugging Face folder (the mlp connector as "
+                        "LlavaForConditionalGeneration, the others with their model code, trust_remote_code)")
+    p.set_defaults(func=cmd_export, usage_errors=(FileNotFoundError, FileExistsError, ValueError))
 
     from mm1.eval.command import register as register_eval
 

@@ -1,0 +1,35 @@
+"""The processor of an exported folder: the tokenizer and a CLIPImageProcessor that does what mm1's
+loaders do (squash-resize to the encoder's size, bicubic; CLIP normalisation; no crop), and a
+placeholder count per image of the model's tokens per image.
+
+The `mlp` export gets transformers' LlavaProcessor (one token per patch: the grid of
+`patch_size` patches, less the CLS that Llava's "default" strategy drops); the others get the
+shipped MM1Processor (mm1/hf/remote/processing_mm1.py), which writes `image_seq_length`
+placeholders per "<image>".
+"""
+from __future__ import annotations
+
+from transformers import CLIPImageProcessor, LlavaProcessor
+
+from mm1.hf.remote.processing_mm1 import MM1Processor
+from mm1.model.mm1 import MM1Model
+from mm1.model.vision import IMAGE_MEAN, IMAGE_STD
+from mm1.tokenizer import IMAGE_TOKEN
+
+BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, as mm1.data.image resizes
+
+
+def image_processor(size: int) -> CLIPImageProcessor:
+    square = {"height": size, "width": size}
+    return CLIPImageProcessor(size=square, crop_size=square, do_center_crop=False, resample=BICUBIC,
+                              image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD), do_convert_rgb=True)
+
+
+def processor(model: MM1Model, tokenizer, llava: bool):
+    visual = model.vision.visual  # its sizes, not the config's (a named open_clip model has its own)
+    images = image_processor(visual.image_size[0])
+    if llava:
+        return LlavaProcessor(images, tokenizer, patch_size=visual.patch_size[0],
+                              vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                              image_token=IMAGE_TOKEN)
+    return MM1Processor(images, tokenizer, image_seq_length=model.tokens_per_image, image_token=IMAGE_TOKEN)
