@@ -14,9 +14,9 @@ LayerNorm -> multi-head attention -> LayerNorm -> MLP with GELU or QuickGELU. Na
     resblocks.i.mlp.c_fc/c_proj  encoder.layers.i.mlp.fc1 / fc2
 
 mm1 keeps only the blocks up to its feature layer (the rest never run), so the CLIP tower has
-that many layers and its last hidden state (before post_layernorm, which is written as the
-identity) is mm1's feature. Anything else (LayerScale, QK-norm, scaled attention, timm or ResNet
-towers) raises UnmappableVision naming what differs.
+that many layers and its last hidden state (before post_layernorm, which is written with its
+default ones and zeros: it only normalises the pooled CLS, which mm1 never uses) is mm1's feature. Anything else (no ln_pre, LayerScale, QK-norm, scaled attention, timm
+or ResNet towers) raises UnmappableVision naming what differs.
 """
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def check_mappable(visual: nn.Module) -> None:
         if not (isinstance(block.ls_1, nn.Identity) and isinstance(block.ls_2, nn.Identity)):
             raise UnmappableVision(f"block {i} has LayerScale")
         _activation(block)
+    if isinstance(visual.ln_pre, nn.Identity):
+        raise UnmappableVision("it has no ln_pre (no_ln_pre), and CLIPVisionModel always normalises before the blocks")
     if visual.image_size[0] != visual.image_size[1] or visual.patch_size[0] != visual.patch_size[1]:
         raise UnmappableVision(f"image {visual.image_size} or patch {visual.patch_size} is not square")
     _eps(visual)
@@ -77,10 +79,7 @@ def clip_vision_config(visual: VisionTransformer) -> CLIPVisionConfig:
     )
 
 
-def _norm(prefix: str, norm: nn.Module, width: int) -> dict[str, torch.Tensor]:
-    """A LayerNorm's weights; the identity (open_clip's no_ln_pre, mm1's pruned ln_post) as ones and zeros."""
-    if isinstance(norm, nn.Identity):
-        return {f"{prefix}.weight": torch.ones(width), f"{prefix}.bias": torch.zeros(width)}
+def _norm(prefix: str, norm: nn.LayerNorm) -> dict[str, torch.Tensor]:
     return {f"{prefix}.weight": norm.weight, f"{prefix}.bias": norm.bias}
 
 
@@ -92,8 +91,9 @@ def clip_vision_state(visual: VisionTransformer) -> dict[str, torch.Tensor]:
         "embeddings.patch_embedding.weight": visual.conv1.weight,
         "embeddings.class_embedding": visual.class_embedding,
         "embeddings.position_embedding.weight": visual.positional_embedding,
-        **_norm("pre_layrnorm", visual.ln_pre, width),
-        **_norm("post_layernorm", nn.Identity(), width),  # applies to the pooled CLS only, which mm1 never uses
+        **_norm("pre_layrnorm", visual.ln_pre),
+        # mm1 drops ln_post; CLIP's post_layernorm normalises only the pooled CLS, which Llava never reads
+        "post_layernorm.weight": torch.ones(width), "post_layernorm.bias": torch.zeros(width),
     }
     for i, block in enumerate(visual.transformer.resblocks):
         at = f"encoder.layers.{i}"
@@ -101,8 +101,8 @@ def clip_vision_state(visual: VisionTransformer) -> dict[str, torch.Tensor]:
             out[f"{at}.self_attn.{name}_proj.weight"], out[f"{at}.self_attn.{name}_proj.bias"] = w, b
         out[f"{at}.self_attn.out_proj.weight"] = block.attn.out_proj.weight
         out[f"{at}.self_attn.out_proj.bias"] = block.attn.out_proj.bias
-        out.update(_norm(f"{at}.layer_norm1", block.ln_1, width))
-        out.update(_norm(f"{at}.layer_norm2", block.ln_2, width))
+        out.update(_norm(f"{at}.layer_norm1", block.ln_1))
+        out.update(_norm(f"{at}.layer_norm2", block.ln_2))
         out[f"{at}.mlp.fc1.weight"], out[f"{at}.mlp.fc1.bias"] = block.mlp.c_fc.weight, block.mlp.c_fc.bias
         out[f"{at}.mlp.fc2.weight"], out[f"{at}.mlp.fc2.bias"] = block.mlp.c_proj.weight, block.mlp.c_proj.bias
     return out

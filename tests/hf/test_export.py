@@ -21,6 +21,7 @@ MLP = ("model.connector.kind=mlp", "model.connector.num_tokens=null")
 CASES = {  # name -> (overrides, transformers class loaded)
     "mlp": (MLP, "LlavaForConditionalGeneration"),
     "mlp_penultimate": (MLP + ("model.vision.feature_layer=-2",), "LlavaForConditionalGeneration"),
+    "mlp_tied": (MLP + ("model.decoder.tie_embeddings=true",), "LlavaForConditionalGeneration"),
     "mlp_depth3": (MLP + ("model.connector.mlp_depth=3",), "MM1ForConditionalGeneration"),
     "avg_pool": (("model.connector.kind=avg_pool",), "MM1ForConditionalGeneration"),
     "attention_pool": (("model.connector.kind=attention_pool", "model.connector.num_tokens=10",
@@ -101,10 +102,32 @@ def test_vision_towers_clip_cannot_compute_are_named():
 
     from mm1.hf.vision import UnmappableVision, check_mappable
 
-    tower = VisionTransformer(image_size=32, patch_size=8, width=64, layers=2, heads=2, mlp_ratio=4.0,
-                              ls_init_value=0.1)
+    dims = dict(image_size=32, patch_size=8, width=64, layers=2, heads=2, mlp_ratio=4.0)
     with pytest.raises(UnmappableVision, match="LayerScale"):
-        check_mappable(tower)
+        check_mappable(VisionTransformer(**dims, ls_init_value=0.1))
+    with pytest.raises(UnmappableVision, match="no ln_pre"):
+        check_mappable(VisionTransformer(**dims, no_ln_pre=True))
+
+
+@pytest.mark.parametrize("act", ["gelu", "quick_gelu"])
+def test_clip_vision_model_with_mapped_weights_gives_open_clip_patch_features(act):
+    from open_clip.transformer import QuickGELU, VisionTransformer
+    from transformers import CLIPVisionModel
+
+    from mm1.hf.vision import clip_vision_config, clip_vision_state
+
+    torch.manual_seed(0)
+    tower = VisionTransformer(image_size=32, patch_size=8, width=64, layers=3, heads=2, mlp_ratio=2.0,
+                              act_layer=QuickGELU if act == "quick_gelu" else torch.nn.GELU)
+    tower.prune_intermediate_layers([2], prune_norm=True, prune_head=True)
+    clip = CLIPVisionModel(clip_vision_config(tower)).eval()
+    clip.load_state_dict(clip_vision_state(tower), strict=True)
+    assert clip.config.hidden_act == act
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ours = tower.forward_intermediates(x, indices=[2], intermediates_only=True, output_fmt="NLC")
+        theirs = clip(x, output_hidden_states=True).hidden_states[-1][:, 1:]
+    torch.testing.assert_close(theirs, ours["image_intermediates"][0], atol=1e-5, rtol=1e-5)
 
 
 def test_remote_folder_names_its_code(tmp_path):
