@@ -1,7 +1,7 @@
 """open_clip's VisionTransformer as transformers' CLIPVisionModel: the config and the weights.
 
 The two compute the same function when the open_clip tower is a plain pre-norm ViT (what mm1
-builds from explicit dims and what the CLIP / DFN / SigLIP-free open_clip ViT names give):
+builds from explicit dims, and open_clip's CLIP and DFN ViT names such as ViT-H-14-378-quickgelu):
 conv patch embedding without bias, a class token, learned positions, ln_pre, blocks of
 LayerNorm -> multi-head attention -> LayerNorm -> MLP with GELU or QuickGELU. Names map as
 
@@ -14,9 +14,10 @@ LayerNorm -> multi-head attention -> LayerNorm -> MLP with GELU or QuickGELU. Na
     resblocks.i.mlp.c_fc/c_proj  encoder.layers.i.mlp.fc1 / fc2
 
 mm1 keeps only the blocks up to its feature layer (the rest never run), so the CLIP tower has
-that many layers and its last hidden state (before post_layernorm, which is written with its
-default ones and zeros: it only normalises the pooled CLS, which mm1 never uses) is mm1's feature. Anything else (no ln_pre, LayerScale, QK-norm, scaled attention, timm
-or ResNet towers) raises UnmappableVision naming what differs.
+that many layers and its last hidden state is mm1's feature (post_layernorm, written with its
+default ones and zeros, only normalises the pooled CLS, which Llava never reads). Anything else
+(no ln_pre, LayerScale, QK-norm, scaled attention, timm or ResNet towers) raises
+UnmappableVision naming what differs.
 """
 from __future__ import annotations
 
