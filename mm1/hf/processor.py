@@ -1,6 +1,7 @@
-"""The processor of an exported folder: the tokenizer and a CLIPImageProcessor that does what mm1's
-loaders do (squash-resize to the encoder's size, bicubic; CLIP normalisation; no crop), and a
-placeholder count per image of the model's tokens per image.
+"""The processor of an exported folder: the tokenizer (starting every text with BOS, as mm1's
+prompts and documents start), a CLIPImageProcessor that does what mm1's loaders do (squash-resize
+to the encoder's size, bicubic; CLIP normalisation; no crop), and a placeholder count per image of
+the model's tokens per image.
 
 The `mlp` export gets transformers' LlavaProcessor (one token per patch: the grid of
 `patch_size` patches, less the CLS that Llava's "default" strategy drops); the others get the
@@ -9,6 +10,9 @@ placeholders per "<image>".
 """
 from __future__ import annotations
 
+import copy
+
+from tokenizers.processors import TemplateProcessing
 from transformers import CLIPImageProcessor, LlavaProcessor
 
 from mm1.hf.remote.processing_mm1 import MM1Processor
@@ -25,7 +29,19 @@ def image_processor(size: int) -> CLIPImageProcessor:
                               image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD), do_convert_rgb=True)
 
 
+def with_bos(tokenizer):
+    """`tokenizer`, or a copy that puts BOS first when it does not itself (mm1's word-level one)."""
+    bos = tokenizer.bos_token
+    if bos is None or tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+    return tokenizer
+
+
 def processor(model: MM1Model, tokenizer, llava: bool):
+    tokenizer = with_bos(tokenizer)
     visual = model.vision.visual  # its sizes, not the config's (a named open_clip model has its own)
     images = image_processor(visual.image_size[0])
     if llava:

@@ -57,9 +57,10 @@ def test_hf_export_loads_with_auto_classes_and_gives_mm1_logits(case, tmp_path):
     assert type(hf).__name__ == cls and (tmp_path / "hf" / "modeling_mm1.py").is_file() == remote
 
     paths = write_images(tmp_path)
-    text = "<s><image>a red circle .<|endofchunk|><image>a blue"
+    text = "<image>a red circle .<|endofchunk|><image>a blue"
     inputs = processor(images=[Image.open(p) for p in paths], text=text, return_tensors="pt")
     ids = inputs["input_ids"]
+    assert ids[0, 0] == tok.bos_token_id  # the processor starts the text with <s>, as mm1's prompts do
     assert int((ids == tok.convert_tokens_to_ids("<image>")).sum()) == 2 * model.tokens_per_image
     pixels = torch.stack([load_pixels(p, 64) for p in paths])  # mm1's uint8 pixels, normalised in the model
     with torch.no_grad():
@@ -75,7 +76,7 @@ def test_hf_generate_gives_mm1_greedy_tokens(tmp_path):
     hf = AutoModelForImageTextToText.from_pretrained(tmp_path / "hf", trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(tmp_path / "hf", trust_remote_code=True)
     path = write_images(tmp_path, n=1)[0]
-    inputs = processor(images=[Image.open(path)], text="<s><image>a", return_tensors="pt")
+    inputs = processor(images=[Image.open(path)], text="<image>a", return_tensors="pt")
     ours = generate(model, tok, [Prompt(inputs["input_ids"][0].tolist(), load_pixels(path, 64)[None])],
                     max_new_tokens=6)[0]
     theirs = hf.generate(**inputs, max_new_tokens=6, do_sample=False)[0, inputs["input_ids"].shape[1]:].tolist()
