@@ -68,6 +68,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    import torch
+
+    from mm1.eval.evaluate import checkpoint_dir
+    from mm1.inference import check_inputs
+    from mm1.train.model_folder import load_model_folder
+    from mm1.train.runtime import pick_device
+
+    check_inputs(args.prompt, args.image)  # before the model loads
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_model_folder(checkpoint_dir(args.checkpoint), device=pick_device(args.device, "--device"))
+    stop = args.stop if args.stop is not None else ["<|endofchunk|>"]
+    print(loaded.generate(args.prompt, args.image, args.max_new_tokens, stop))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mm1", description="MM1-style multimodal LLM pre-training and ablations.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -104,6 +121,19 @@ def parser() -> argparse.ArgumentParser:
                    help="mm1 (default): mm1's own folder; hf: a Hugging Face folder (the mlp connector as "
                         "LlavaForConditionalGeneration, the others with their model code, trust_remote_code)")
     p.set_defaults(func=cmd_export, usage_errors=(FileNotFoundError, FileExistsError, ValueError))
+
+    p = sub.add_parser("generate", help="greedy text from a checkpoint, a prompt and images",
+                       description='Continue a prompt: text with one "<image>" per --image, in order, and '
+                                   '"<|endofchunk|>" after the text of each demonstration (few-shot). '
+                                   'Prints the generated text.')
+    p.add_argument("checkpoint", help="checkpoint folder (or its run folder)")
+    p.add_argument("--prompt", required=True, help='e.g. "<image>a photo of"; without "<image>", the images go first')
+    p.add_argument("--image", action="append", default=[], help="an image file; repeat for several, in prompt order")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--stop", action="append", help='a stop string; repeat for several (default "<|endofchunk|>")')
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_generate, usage_errors=(FileNotFoundError, ValueError))
 
     from mm1.eval.command import register as register_eval
 
