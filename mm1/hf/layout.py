@@ -42,6 +42,7 @@ def hf_config(model: MM1Model, tokenizer) -> LlavaConfig:
     text = model.decoder.config.__class__.from_dict(model.decoder.config.to_dict())
     text.bos_token_id, text.eos_token_id, text.pad_token_id = (
         tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    text._name_or_path = ""  # not the checkpoint's local decoder/ folder
     common = dict(
         vision_config=clip_vision_config(model.vision.visual), text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=model.tokens_per_image,

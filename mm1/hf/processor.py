@@ -29,19 +29,21 @@ def image_processor(size: int) -> CLIPImageProcessor:
                               image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD), do_convert_rgb=True)
 
 
-def with_bos(tokenizer):
-    """`tokenizer`, or a copy that puts BOS first when it does not itself (mm1's word-level one)."""
-    bos = tokenizer.bos_token
-    if bos is None or tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
-        return tokenizer
+def hf_tokenizer(tokenizer):
+    """A copy of `tokenizer` that puts BOS first if it does not itself (mm1's word-level one), without
+    the offline flag mm1 loaded it with."""
     tokenizer = copy.deepcopy(tokenizer)
-    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+    for key in ("local_files_only", "is_local"):
+        tokenizer.init_kwargs.pop(key, None)
+    bos = tokenizer.bos_token
+    if bos is not None and tokenizer("a")["input_ids"][:1] != [tokenizer.bos_token_id]:
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
     return tokenizer
 
 
 def processor(model: MM1Model, tokenizer, llava: bool):
-    tokenizer = with_bos(tokenizer)
+    tokenizer = hf_tokenizer(tokenizer)
     visual = model.vision.visual  # its sizes, not the config's (a named open_clip model has its own)
     images = image_processor(visual.image_size[0])
     if llava:

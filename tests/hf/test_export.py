@@ -22,6 +22,7 @@ CASES = {  # name -> (overrides, transformers class loaded)
     "mlp": (MLP, "LlavaForConditionalGeneration"),
     "mlp_penultimate": (MLP + ("model.vision.feature_layer=-2",), "LlavaForConditionalGeneration"),
     "mlp_tied": (MLP + ("model.decoder.tie_embeddings=true",), "LlavaForConditionalGeneration"),
+    "mlp_qwen2": (MLP + ("model.decoder.arch=qwen2",), "LlavaForConditionalGeneration"),
     "mlp_depth3": (MLP + ("model.connector.mlp_depth=3",), "MM1ForConditionalGeneration"),
     "avg_pool": (("model.connector.kind=avg_pool",), "MM1ForConditionalGeneration"),
     "attention_pool": (("model.connector.kind=attention_pool", "model.connector.num_tokens=10",
@@ -140,3 +141,4 @@ def test_remote_folder_names_its_code(tmp_path):
     processor = json.loads((tmp_path / "hf" / "processor_config.json").read_text())
     assert processor["auto_map"] == {"AutoProcessor": "processing_mm1.MM1Processor"}
     assert processor["image_seq_length"] == 16
+    assert str(tmp_path) not in "".join(p.read_text() for p in (tmp_path / "hf").glob("*.json"))  # no local paths
