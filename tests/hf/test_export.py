@@ -21,8 +21,8 @@ MLP = ("model.connector.kind=mlp", "model.connector.num_tokens=null")
 CASES = {  # name -> (overrides, transformers class loaded)
     "mlp": (MLP, "LlavaForConditionalGeneration"),
     "mlp_penultimate": (MLP + ("model.vision.feature_layer=-2",), "LlavaForConditionalGeneration"),
-    "mlp_tied": (MLP + ("model.decoder.tie_embeddings=true",), "LlavaForConditionalGeneration"),
-    "mlp_qwen2": (MLP + ("model.decoder.arch=qwen2",), "LlavaForConditionalGeneration"),
+    "mlp_qwen2_tied": (MLP + ("model.decoder.arch=qwen2", "model.decoder.tie_embeddings=true"),
+                       "LlavaForConditionalGeneration"),
     "mlp_depth3": (MLP + ("model.connector.mlp_depth=3",), "MM1ForConditionalGeneration"),
     "avg_pool": (("model.connector.kind=avg_pool",), "MM1ForConditionalGeneration"),
     "attention_pool": (("model.connector.kind=attention_pool", "model.connector.num_tokens=10",
