@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
 from transformers import GenerationConfig, LlavaForConditionalGeneration
 
 from mm1.hf.layout import LLAVA, hf_config, hf_state, kind_of
@@ -42,11 +43,13 @@ def generation_config(tokenizer) -> GenerationConfig:
 
 def hf_model(model: MM1Model, tokenizer) -> LlavaForConditionalGeneration:
     """The transformers model (LlavaForConditionalGeneration or MM1ForConditionalGeneration) holding
-    `model`'s weights."""
+    `model`'s weights, for saving: built on the meta device and given the weights themselves (no
+    random init, no copy), so its non-persistent buffers (rotary frequencies...) are not computed."""
     config = hf_config(model, tokenizer)
     cls = LlavaForConditionalGeneration if kind_of(model) == LLAVA else MM1ForConditionalGeneration
-    out = cls(config)
-    out.load_state_dict(hf_state(model), strict=True)
+    with torch.device("meta"):
+        out = cls(config)
+    out.load_state_dict(hf_state(model), strict=True, assign=True)
     out.generation_config = generation_config(tokenizer)
     return out.eval()
 
