@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlavaForConditionalGeneration
 
-from mm1.hf.layout import LLAVA, hf_config, hf_state, kind_of
+from mm1.hf.llava import LLAVA, hf_config, hf_state, kind_of
 from mm1.hf.processor import processor
 from mm1.hf.remote import modeling_mm1
 from mm1.hf.remote.modeling_mm1 import MM1ForConditionalGeneration

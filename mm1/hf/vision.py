@@ -32,6 +32,10 @@ ACTIVATIONS = {nn.GELU: "gelu", QuickGELU: "quick_gelu"}  # open_clip activation
 class UnmappableVision(ValueError):
     """The open_clip tower computes something CLIPVisionModel cannot."""
 
+    def __init__(self, reason: str):
+        super().__init__(f"model.vision: the open_clip tower cannot be written as transformers' "
+                         f"CLIPVisionModel: {reason}")
+
 
 def _activation(block: ResidualAttentionBlock) -> str:
     act = block.mlp.gelu
@@ -44,7 +48,7 @@ def _activation(block: ResidualAttentionBlock) -> str:
 def _eps(visual: VisionTransformer) -> float:
     norms = [m for m in visual.modules() if isinstance(m, nn.LayerNorm)]
     if any(type(m) not in (LayerNorm, nn.LayerNorm) for m in norms) or len({m.eps for m in norms}) > 1:
-        raise UnmappableVision("its LayerNorms differ in kind or eps")
+        raise UnmappableVision("its LayerNorms differ in kind or eps (CLIPVisionModel has one eps)")
     return norms[0].eps
 
 
@@ -54,9 +58,10 @@ def check_mappable(visual: nn.Module) -> None:
         raise UnmappableVision(f"the tower is a {type(visual).__name__}, not open_clip's VisionTransformer")
     for i, block in enumerate(visual.transformer.resblocks):
         if type(block) is not ResidualAttentionBlock:
-            raise UnmappableVision(f"block {i} is a {type(block).__name__} (qk-norm / scaled attention)")
+            raise UnmappableVision(f"block {i} is a {type(block).__name__} (QK-norm or scaled attention), "
+                                   f"which CLIPVisionModel lacks")
         if not (isinstance(block.ls_1, nn.Identity) and isinstance(block.ls_2, nn.Identity)):
-            raise UnmappableVision(f"block {i} has LayerScale")
+            raise UnmappableVision(f"block {i} has LayerScale (ls_init_value), which CLIPVisionModel lacks")
         _activation(block)
     if isinstance(visual.ln_pre, nn.Identity):
         raise UnmappableVision("it has no ln_pre (no_ln_pre), and CLIPVisionModel always normalises before the blocks")

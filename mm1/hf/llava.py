@@ -1,4 +1,4 @@
-"""An MM1Model as transformers' Llava layout: the config and the state dict.
+"""An MM1Model in transformers' Llava form: the config and the state dict.
 
 Both export kinds share it: a standard LlavaForConditionalGeneration (mm1's `mlp` connector of
 depth 2 is Llava's projector) and the shipped MM1ForConditionalGeneration (mm1.hf.remote: Llava
