@@ -142,3 +142,16 @@ def test_remote_folder_names_its_code(tmp_path):
     assert processor["auto_map"] == {"AutoProcessor": "processing_mm1.MM1Processor"}
     assert processor["image_seq_length"] == 16
     assert str(tmp_path) not in "".join(p.read_text() for p in (tmp_path / "hf").glob("*.json"))  # no local paths
+
+
+def test_processor_resizes_like_mm1_loaders_to_within_one_grey_level():
+    from mm1.data.image import preprocess
+    from mm1.hf.processor import image_processor
+    from mm1.model.vision import IMAGE_STD, normalise_pixels
+
+    for size in ((100, 80), (40, 40)):
+        image = Image.fromarray(np.random.RandomState(0).randint(0, 256, (*size, 3), dtype=np.uint8))
+        theirs = image_processor(64)(images=[image], return_tensors="pt")["pixel_values"]
+        ours = normalise_pixels(preprocess(image, 64)[None])
+        grey_levels = (theirs - ours).abs() * torch.tensor(IMAGE_STD).view(1, 3, 1, 1) * 255
+        assert grey_levels.max() < 1.001 and (grey_levels > 0.5).float().mean() < 0.02
