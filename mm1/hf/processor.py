@@ -1,7 +1,8 @@
 """The processor of an exported folder: the tokenizer (starting every text with BOS, as mm1's
 prompts and documents start), a CLIPImageProcessor that does what mm1's loaders do (squash-resize
 to the encoder's size, bicubic; CLIP normalisation; no crop), and a placeholder count per image of
-the model's tokens per image.
+the model's tokens per image. Loaded with `backend="pil"`, the image processor resizes with PIL as
+mm1 does and gives mm1's pixels exactly; transformers' default torchvision backend resizes differently.
 
 The `mlp` export gets transformers' LlavaProcessor (one token per patch: the grid of
 `patch_size` patches, less the CLS that Llava's "default" strategy drops); the others get the

@@ -144,14 +144,15 @@ def test_remote_folder_names_its_code(tmp_path):
     assert str(tmp_path) not in "".join(p.read_text() for p in (tmp_path / "hf").glob("*.json"))  # no local paths
 
 
-def test_processor_resizes_like_mm1_loaders_to_within_one_grey_level():
-    from mm1.data.image import preprocess
-    from mm1.hf.processor import image_processor
-    from mm1.model.vision import IMAGE_STD, normalise_pixels
 
-    for size in ((100, 80), (40, 40)):
-        image = Image.fromarray(np.random.RandomState(0).randint(0, 256, (*size, 3), dtype=np.uint8))
-        theirs = image_processor(64)(images=[image], return_tensors="pt")["pixel_values"]
-        ours = normalise_pixels(preprocess(image, 64)[None])
-        grey_levels = (theirs - ours).abs() * torch.tensor(IMAGE_STD).view(1, 3, 1, 1) * 255
-        assert grey_levels.max() < 1.001 and (grey_levels > 0.5).float().mean() < 0.02
+def test_pil_backend_processor_gives_mm1_pixels_for_any_image_size(tmp_path):
+    from mm1.data.image import preprocess
+    from mm1.model.vision import normalise_pixels
+
+    run, _, _ = make_run(tmp_path / "run")
+    export(run, tmp_path / "hf", "hf")
+    processor = AutoProcessor.from_pretrained(tmp_path / "hf", trust_remote_code=True, backend="pil")
+    for height, width in ((100, 80), (37, 91), (64, 64)):
+        image = Image.fromarray(np.random.RandomState(0).randint(0, 256, (height, width, 3), dtype=np.uint8))
+        theirs = processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(theirs, normalise_pixels(preprocess(image, 64)[None]), atol=1e-5, rtol=0)
