@@ -58,8 +58,30 @@ def cmd_data_synth(args) -> int:
 def cmd_export(args) -> int:
     from mm1.train.export import export
 
-    out = export(args.run, args.out)
-    print(f"mm1: exported to {out} (load with mm1.load({str(out)!r}))")
+    out = export(args.run, args.out, args.format)
+    if args.format == "hf":
+        from mm1.hf.export import load_hint
+
+        print(f"mm1: exported to {out} as {load_hint(out)}")
+    else:
+        print(f"mm1: exported to {out} (load with mm1.load({str(out)!r}))")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from mm1.eval.evaluate import checkpoint_dir
+    from mm1.inference import check_inputs
+    from mm1.train.model_folder import load_model_folder
+    from mm1.train.runtime import pick_device
+
+    check_inputs(args.prompt, args.image)  # before the model loads
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_model_folder(checkpoint_dir(args.checkpoint), device=pick_device(args.device, "--device"))
+    stop = args.stop if args.stop is not None else ["<|endofchunk|>"]
+    print(loaded.generate(args.prompt, args.image, args.max_new_tokens, stop))
     return 0
 
 
@@ -91,10 +113,27 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_data_synth)
 
     p = sub.add_parser("export", help="write a self-contained model folder from a run",
-                       description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval read.")
+                       description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval "
+                                   "read (--format mm1), or that transformers' Auto classes load (--format hf).")
     p.add_argument("run", help="run folder (output.dir) or checkpoint folder")
     p.add_argument("--out", required=True, help="destination folder (must be empty or absent)")
-    p.set_defaults(func=cmd_export, usage_errors=(FileNotFoundError, FileExistsError))
+    p.add_argument("--format", default="mm1", choices=("mm1", "hf"),
+                   help="mm1 (default): mm1's own folder; hf: a Hugging Face folder (the mlp connector as "
+                        "LlavaForConditionalGeneration, the others with their model code, trust_remote_code)")
+    p.set_defaults(func=cmd_export, usage_errors=(FileNotFoundError, FileExistsError, ValueError))
+
+    p = sub.add_parser("generate", help="greedy text from a checkpoint, a prompt and images",
+                       description='Continue a prompt: text with one "<image>" per --image, in order, and '
+                                   '"<|endofchunk|>" after the text of each demonstration (few-shot). '
+                                   'Prints the generated text.')
+    p.add_argument("checkpoint", help="checkpoint folder (or its run folder)")
+    p.add_argument("--prompt", required=True, help='e.g. "<image>a photo of"; without "<image>", the images go first')
+    p.add_argument("--image", action="append", default=[], help="an image file; repeat for several, in prompt order")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--stop", action="append", help='a stop string; repeat for several (default "<|endofchunk|>")')
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_generate, usage_errors=(FileNotFoundError, ValueError))
 
     from mm1.eval.command import register as register_eval
 

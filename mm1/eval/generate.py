@@ -134,7 +134,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 def _last_logits(model, embeds, mask, positions, cache) -> torch.Tensor:
     """One decoder pass -> (b, V) float logits of each row's last position."""
     out = model.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                        past_key_values=cache, use_cache=cache is not None, logits_to_keep=1)
+                        cache=cache, use_cache=cache is not None, logits_to_keep=1)
     return out.logits[:, -1].float()
 
 

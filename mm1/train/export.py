@@ -1,4 +1,8 @@
-"""`mm1 export RUN --out DIR`: a self-contained model folder (weights, config, tokenizer)."""
+"""`mm1 export RUN --out DIR [--format mm1|hf]`: a self-contained model folder.
+
+mm1 (the default): weights, config and tokenizer as mm1.load reads them.
+hf: a folder that transformers' Auto classes load (mm1.hf.export).
+"""
 from __future__ import annotations
 
 import shutil
@@ -7,6 +11,8 @@ from pathlib import Path
 from mm1.layout import ModelDir, RunDir
 from mm1.train.model_folder import load_model_folder, save_weights
 from mm1.train.resume import latest_checkpoint
+
+FORMATS = ("mm1", "hf")
 
 
 def source_checkpoint(run) -> Path:
@@ -19,10 +25,18 @@ def source_checkpoint(run) -> Path:
                             f"model.safetensors)")
 
 
-def export(run, out) -> Path:
+def export(run, out, fmt: str = "mm1") -> Path:
+    if fmt not in FORMATS:
+        raise ValueError(f"--format: {fmt!r} is not allowed; allowed: {', '.join(FORMATS)}")
     src, out = ModelDir(source_checkpoint(run)), Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--out {out}: folder exists and is not empty")
+    if fmt == "hf":
+        from mm1.hf.export import write_hf_folder
+
+        loaded = load_model_folder(src.root)
+        write_hf_folder(loaded.model, loaded.tokenizer, out)
+        return out
     out.mkdir(parents=True, exist_ok=True)
     if src.sharded:  # a multi-process run's checkpoint: gather its shards into one weights file
         save_weights(load_model_folder(src.root).model.state_dict(), ModelDir(out).weights)

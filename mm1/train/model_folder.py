@@ -27,6 +27,13 @@ class Loaded:
     tokenizer: object
     model: MM1Model
 
+    def generate(self, prompt: str, images=(), max_new_tokens: int = 32, stop=("<|endofchunk|>",)) -> str:
+        """Greedy text after `prompt`, a text with one "<image>" per image of `images` (files or PIL
+        images); see mm1.inference."""
+        from mm1.inference import generate_text
+
+        return generate_text(self.model, self.tokenizer, prompt, images, max_new_tokens, stop)
+
 
 def save_weights(state: dict, path: Path) -> None:
     """safetensors refuses shared storage (tied embeddings): such tensors are written as copies."""

@@ -77,6 +77,25 @@ def test_fsdp_checkpoint_is_sharded_per_rank_and_exports_whole(sharded_run, tmp_
     assert all(torch.equal(weights[k], final[k]) for k in final)
 
 
+@pytest.mark.slow
+def test_fsdp_sharded_checkpoint_exports_to_hf_with_the_runs_logits(sharded_run, tmp_path):
+    import mm1
+    from transformers import AutoModelForImageTextToText
+
+    from mm1.model.vision import normalise_pixels
+
+    export(sharded_run / "checkpoints" / "step_00000005", tmp_path / "hf", "hf")
+    hf = AutoModelForImageTextToText.from_pretrained(tmp_path / "hf", trust_remote_code=True)
+    final = mm1.load(sharded_run / "checkpoint")
+    T, image = final.model.tokens_per_image, final.tokenizer.convert_tokens_to_ids("<image>")
+    ids = torch.tensor([[final.tokenizer.bos_token_id] + [image] * T + [10, 11, 12]])
+    pixels = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = final.model(ids, pixels).logits
+        theirs = hf(input_ids=ids, pixel_values=normalise_pixels(pixels)).logits
+    torch.testing.assert_close(theirs, ours, atol=2e-5, rtol=1e-5)
+
+
 def resumable_copy(run, dest, step: int):
     """The run's checkpoints up to `step`, as if it had been stopped right after saving it."""
     shutil.copytree(run / "checkpoints", dest / "checkpoints")
