@@ -9,6 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import tempfile  # noqa: E402
 
 os.environ["MM1_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-cache-")  # never the user's cache
+os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-hf-modules-")  # exported remote code loads
 
 import socket  # noqa: E402
 import subprocess  # noqa: E402
