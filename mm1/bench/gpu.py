@@ -128,11 +128,13 @@ def big_recipe(name: str, root: str, attention: str, extra: list[str]) -> Config
                                                                 "parallel.activation_checkpointing=true", *extra])
 
 
-def run_gpu_check(root: str, tiny: bool = False, steps: int = 3, warmup: int = 2,
+def run_gpu_check(root: str | None, tiny: bool = False, steps: int = 3, warmup: int = 2,
                   paths: list[str] | None = None) -> dict:
-    """Every part of the check (see the module docstring); `tiny`: the CPU-sized version; `paths`:
-    the attention paths of the ablation_base runs (default: every one that trains on this device)."""
+    """Every part of the check (see the module docstring); `root`: the embedded corpus (None: the tiny
+    recipe's, in the user cache); `tiny`: the CPU-sized version; `paths`: the attention paths of the
+    ablation_base runs (default: every one that trains on this device)."""
     begin = time.perf_counter()
+    root = root or load_config(RECIPES / "tiny.yaml").data.root
     if not Path(root).exists():  # the embedded corpus, as the tiny recipe writes it
         prepare_data(load_config(RECIPES / "tiny.yaml", [f"data.root={root}"]))
     tiny_cfg = load_config(RECIPES / "tiny.yaml", synth_overrides(root) + ["train.batch_size=4"])
