@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from mm1.build import build, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.config.validate import check_pretrained_paths
-from mm1.data.loader import build_loader
+from mm1.data.loader import build_loader, resolve_sources
 from mm1.data.synth import corpus_is_complete, write_corpus
 from mm1.data.synth.write import check_writable
 from mm1.layout import RunDir
@@ -108,6 +108,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         prepare_data(cfg)
         prepare_encoder(cfg)
     barrier(d)
+    resolve_sources(cfg)  # every rank: a pattern that matches nothing stops them all before any model
     eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
     if cfg.model.vision.warm_start is not None:

@@ -117,3 +117,48 @@ def test_pretrain_from_any_folder_writes_the_corpus_into_the_cache_only(tmp_path
     assert load_config(first / "runs" / "tiny" / "config.yaml").data.root == str(corpus)
     proc = mm1_cli(*args, cwd=second, env={"MM1_CACHE": str(cache)})
     assert proc.returncode == 0 and "writing the embedded corpus" not in proc.stdout, proc.stderr
+
+
+def converted_folder(root: Path) -> None:
+    """A data folder written by the three converters with their default names (`-o ROOT/<kind>`)."""
+    import io
+
+    from PIL import Image
+
+    from mm1.cli import main as mm1
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buf, format="PNG")
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.png").write_bytes(buf.getvalue())
+    (root / "src" / "caps.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png"}],
+                                                        "annotations": [{"image_id": 1, "id": 1, "caption": "red"}]}))
+    (root / "src" / "docs.jsonl").write_text(json.dumps({"texts": ["a", None], "images": [None, "a.png"]}))
+    (root / "src" / "text.jsonl").write_text(json.dumps({"text": "words"}))
+    assert mm1(["data", "coco", str(root / "src" / "caps.json"), str(root / "src"), "-o", str(root / "caption")]) == 0
+    assert mm1(["data", "obelics", str(root / "src" / "docs.jsonl"), "-o", str(root / "interleaved")]) == 0
+    assert mm1(["data", "text", str(root / "src" / "text.jsonl"), "-o", str(root / "text")]) == 0
+
+
+@pytest.mark.parametrize("recipe", ["mm1_3b", "ablation_base", "mm1_7b_moe"])
+def test_paper_recipes_read_the_shards_the_converters_write(tmp_path, recipe):
+    from mm1.data.loader import resolve_sources
+    from tests.conftest import ROOT
+
+    converted_folder(tmp_path)
+    shards = resolve_sources(load_config(ROOT / "recipes" / f"{recipe}.yaml", [f"data.root={tmp_path}"]))
+    assert {name: [Path(p).name for p in found] for name, found in shards.items()} == {
+        "caption": ["caption-000000.tar"], "interleaved": ["interleaved-000000.tar"], "text": ["text-000000.tar"]}
+
+
+def test_a_pattern_that_matches_nothing_is_reported_before_the_model_with_what_is_there(tmp_path, monkeypatch,
+                                                                                          capsys):
+    converted_folder(tmp_path / "my_data")
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", str(TINY), "data.synth=null", "data.root=my_data", "output.dir=run",
+                 "data.sources={caption: {kind: caption, shards: ['caption/{000000..000009}.tar']}}",
+                 "data.mixture={caption: 1}"]) == 2
+    out = capsys.readouterr()
+    assert ("data.sources.caption.shards: pattern 'caption/{000000..000009}.tar' matches no shard file" in out.err
+            and "my_data/caption holds: caption-000000.tar" in out.err)
+    assert "parameters" not in out.out  # stopped before any model was built
