@@ -67,5 +67,7 @@ def derive(cfg: Config) -> None:
         from mm1.data.synth import corpus_folder
 
         cfg.data.root = str(corpus_folder(cfg.data.synth))
+    if m.tokenizer.kind is None:  # a pretrained decoder takes its own tokenizer
+        m.tokenizer.kind = "pretrained" if d.pretrained else "synth"
     if m.tokenizer.kind == "pretrained" and m.tokenizer.path is None:
         m.tokenizer.path = d.pretrained

@@ -67,7 +67,9 @@ class DecoderConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "synth"  # "synth": a word-level tokenizer of the embedded corpus; "pretrained": a local HF tokenizer dir
+    kind: Optional[str] = None  # synth: a word-level tokenizer of the embedded corpus's vocabulary | bytes: one
+    # token per UTF-8 byte (any text, no download) | pretrained: a local HF tokenizer dir; None = pretrained
+    # (model.decoder.pretrained's own) when that is set, else synth. It must match a pretrained decoder's vocabulary
     path: Optional[str] = None  # for "pretrained"; None = model.decoder.pretrained
 
 

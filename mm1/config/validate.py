@@ -17,7 +17,7 @@ from mm1.model.decoder import ARCHS
 from mm1.model.moe import check_moe
 
 SOURCE_KINDS = ("caption", "interleaved", "text")
-TOKENIZER_KINDS = ("synth", "pretrained")
+TOKENIZER_KINDS = ("synth", "bytes", "pretrained")  # mm1.tokenizer.build_tokenizer
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("auto", "none", "ddp", "fsdp")

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file
 
-from mm1.build import build, param_counts
+from mm1.build import build, check_tokenizer_fits, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.config.validate import check_pretrained_paths
 from mm1.data.loader import build_loader, resolve_sources
@@ -101,6 +101,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     check_pretrained_paths(cfg)
     check_new_run(run_dir, resume)
     check_data_root(cfg)
+    check_tokenizer_fits(cfg, build_tokenizer(cfg.model.tokenizer))  # before the corpus and the model
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
     if d.is_main:
