@@ -33,11 +33,11 @@ from mm1.train.distributed import Dist
 from mm1.train.mfu import device_peak_flops, mfu
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.parallelize import apply_activation_checkpointing, apply_compile, apply_fsdp
+from mm1.shipped import RECIPES
 from mm1.train.pretrain import prepare_data
 from mm1.train.runtime import autocast_dtype
 from mm1.train.trainer import train_step
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 MIB = 2**20
 
 
