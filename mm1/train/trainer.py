@@ -21,6 +21,7 @@ from mm1.train.evaluation import evaluate_run
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.mfu import step_flops
 from mm1.train.optim import lr_at
+from mm1.train.resume import schedule_change
 from mm1.train.parallelize import unwrap
 from mm1.train.runtime import autocast
 
@@ -185,6 +186,9 @@ class Trainer:
             self.writer.drop_after(self.step)
         if self.dist.is_main:
             print(f"mm1: resumed from {path} at step {self.step}")
+            change = schedule_change(path, self.cfg, self.step)
+            if change:
+                print(change, file=sys.stderr)
 
     def _data_slots(self) -> int:
         return self.dist.world_size * max(1, self.cfg.data.num_workers)
