@@ -102,6 +102,8 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     check_new_run(run_dir, resume)
     check_data_root(cfg)
     check_tokenizer_fits(cfg, build_tokenizer(cfg.model.tokenizer))  # before the corpus and the model
+    if cfg.data.synth is None:  # own shards: a pattern that matches nothing stops it before anything is written
+        resolve_sources(cfg)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
     if d.is_main:
@@ -109,7 +111,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         prepare_data(cfg)
         prepare_encoder(cfg)
     barrier(d)
-    resolve_sources(cfg)  # every rank: a pattern that matches nothing stops them all before any model
+    resolve_sources(cfg)  # every rank, the corpus written: a pattern that matches nothing stops them all
     eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
     if cfg.model.vision.warm_start is not None:

@@ -161,4 +161,4 @@ def test_a_pattern_that_matches_nothing_is_reported_before_the_model_with_what_i
     out = capsys.readouterr()
     assert ("data.sources.caption.shards: pattern 'caption/{000000..000009}.tar' matches no shard file" in out.err
             and "my_data/caption holds: caption-000000.tar" in out.err)
-    assert "parameters" not in out.out  # stopped before any model was built
+    assert "parameters" not in out.out and not (tmp_path / "run").exists()  # before any model or run folder
