@@ -110,7 +110,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--scale", type=float, default=1.0, help="multiply every sample count by this")
-    s.set_defaults(func=cmd_data_synth)
+    s.set_defaults(func=cmd_data_synth, usage_errors=(FileExistsError,))
+    from mm1.data.convert.cli import register as register_converters
+
+    register_converters(data_sub)
 
     p = sub.add_parser("export", help="write a self-contained model folder from a run",
                        description="Copy a run's final (or latest) model into a folder that mm1.load and mm1 eval "

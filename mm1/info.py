@@ -35,6 +35,7 @@ from mm1.config import Config, ConfigError
 from mm1.model.mm1 import MM1Model
 from mm1.tokenizer import build_tokenizer
 from mm1.train.mfu import decoder_flops_per_token, image_flops
+from mm1.train.optim import resolve_lr
 from mm1.train.parallelize import blocks  # the FSDP units
 
 GIB = 2**30
@@ -85,8 +86,10 @@ def info(cfg: Config, gpus: int = 8) -> dict:
     model = meta_model(cfg)
     v = cfg.model.vision
     params = param_counts(model)
+    lr, weight_decay = resolve_lr(cfg.optim, params["decoder_non_embedding"])
     return {
         "params": params,
+        "lr": {"peak": lr, "weight_decay": weight_decay, "auto": cfg.optim.lr == "auto"},
         "flops_per_token": decoder_flops_per_token(model.decoder, cfg.data.seq_len),
         "flops_per_image": image_flops(model),
         "memory_per_gpu": memory_per_gpu(cfg, model, gpus),
@@ -105,6 +108,12 @@ def _count(n: int) -> str:
     return f"{n:>16,}  ({n / 1e9:,.2f}B)" if n >= 1e9 else f"{n:>16,}  ({n / 1e6:,.1f}M)"
 
 
+def _format_lr(lr: dict, non_embedding: int) -> str:
+    rule = (f"optim.lr: auto, MM1's law exp(-0.4214 ln N - 0.5535) with N = {non_embedding:,} non-embedding "
+            f"decoder parameters" if lr["auto"] else "optim.lr")
+    return f"learning rate: {lr['peak']:.3g} peak ({rule}), weight decay {lr['weight_decay']:.3g}"
+
+
 def format_info(result: dict) -> str:
     p = result["params"]
     rows = [("vision", p["vision"], p["vision"]), ("connector", p["connector"], p["connector"]),
@@ -119,6 +128,7 @@ def format_info(result: dict) -> str:
         f"image: {result['image_size']} px, {result['patches_per_image']} patches -> "
         f"{result['tokens_per_image']} tokens ({result['connector']})",
         f"sequence: {result['seq_len']} tokens, up to {result['max_images_per_seq']} images",
+        _format_lr(result["lr"], p["decoder_non_embedding"]),
         f"mixture: {' / '.join(f'{name} {w:g}' for name, w in result['mixture'].items())} "
         f"(shares of the {result['mixture_unit']})",
         f"training FLOPs: {result['flops_per_token']:.3e} per token (decoder), "

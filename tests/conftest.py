@@ -6,9 +6,14 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-os.environ["MM1_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-cache-")  # never the user's cache
+# mm1's user cache (the embedded corpus's default folder, warm starts) is a fresh folder of this session, for
+# every test and every subprocess: no test reads or writes the user's real ~/.cache/mm1.
+os.environ["MM1_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MM1_CACHE"], ignore_errors=True)
 os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-hf-modules-")  # exported remote code loads
 
 import socket  # noqa: E402
@@ -76,3 +81,11 @@ def torchrun(args: list[str], launcher: str = "torchrun") -> subprocess.Complete
     port = ["--master-port" if launcher == "torchrun" else "--main_process_port", str(free_port())]
     cmd = [sys.executable, *launch, *port, "-m", "mm1", "pretrain", str(TINY), *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+
+
+def mm1_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`mm1 ARGS` as a user types it, run in `cwd` (e.g. an empty folder), with this checkout's mm1."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mm1", *args], cwd=cwd, capture_output=True, text=True,
+                          env=full_env, timeout=timeout)

@@ -22,8 +22,9 @@ from mm1.config.tree import build
 from mm1.config.validate import check_eval
 from mm1.eval.config import DEFAULT_TASKS
 from mm1.eval.tasks import load_specs, select_tasks
+from mm1.shipped import GRIDS
 
-GRID_DIR = Path(__file__).resolve().parents[2] / "ablations"
+GRID_DIR = GRIDS  # ablations/ of the repository, shipped with the package
 
 
 class GridError(ValueError):

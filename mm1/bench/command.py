@@ -212,7 +212,8 @@ def register(sub) -> None:
                          description="Correctness of the fast paths (precision, attention paths, MoE experts), "
                                      "then tokens/s, MFU and peak memory of ablation_base per attention path and "
                                      "of mm1_3b; one JSON line and a table. See benchmarks/README.md.")
-    g.add_argument("--root", default="data/synth", help="where the embedded corpus is (written on first use)")
+    g.add_argument("--root", default=None, help="where the embedded corpus is (written on first use; default: "
+                                                "the tiny recipe's, in the user cache)")
     g.add_argument("--tiny", action="store_true", help="the tiny recipe in place of the big ones, no compile (CPU)")
     g.add_argument("--steps", type=int, default=3, help="timed steps per ablation_base run")
     g.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")

@@ -33,11 +33,11 @@ from mm1.train.distributed import Dist
 from mm1.train.mfu import device_peak_flops, mfu
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.parallelize import apply_activation_checkpointing, apply_compile, apply_fsdp
+from mm1.shipped import RECIPES
 from mm1.train.pretrain import prepare_data
 from mm1.train.runtime import autocast_dtype
 from mm1.train.trainer import train_step
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 MIB = 2**20
 
 
@@ -128,11 +128,13 @@ def big_recipe(name: str, root: str, attention: str, extra: list[str]) -> Config
                                                                 "parallel.activation_checkpointing=true", *extra])
 
 
-def run_gpu_check(root: str, tiny: bool = False, steps: int = 3, warmup: int = 2,
+def run_gpu_check(root: str | None, tiny: bool = False, steps: int = 3, warmup: int = 2,
                   paths: list[str] | None = None) -> dict:
-    """Every part of the check (see the module docstring); `tiny`: the CPU-sized version; `paths`:
-    the attention paths of the ablation_base runs (default: every one that trains on this device)."""
+    """Every part of the check (see the module docstring); `root`: the embedded corpus (None: the tiny
+    recipe's, in the user cache); `tiny`: the CPU-sized version; `paths`: the attention paths of the
+    ablation_base runs (default: every one that trains on this device)."""
     begin = time.perf_counter()
+    root = root or load_config(RECIPES / "tiny.yaml").data.root
     if not Path(root).exists():  # the embedded corpus, as the tiny recipe writes it
         prepare_data(load_config(RECIPES / "tiny.yaml", [f"data.root={root}"]))
     tiny_cfg = load_config(RECIPES / "tiny.yaml", synth_overrides(root) + ["train.batch_size=4"])

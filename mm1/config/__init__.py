@@ -35,6 +35,7 @@ from mm1.config.schema import (
 )
 from mm1.config.tree import ConfigError, apply_override, build, dump_yaml, merge_trees, to_dict
 from mm1.config.validate import check_fields, validate
+from mm1.shipped import recipe_names, shipped_recipe
 
 __all__ = [
     "Config", "ConfigError", "ConnectorConfig", "DataConfig", "DecoderConfig", "EvalConfig", "ModelConfig", "MoEConfig",
@@ -90,5 +91,17 @@ def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     return merge_trees(read_recipe(path.parent / base, (*_chain, path)), data)
 
 
+def find_recipe(path: str | Path) -> Path:
+    """`path`, or the shipped recipe it names when there is no such file (`recipes/tiny.yaml` from any folder,
+    `tiny`, `tiny.yaml`); ConfigError listing the shipped recipes when neither exists."""
+    if Path(path).is_file():
+        return Path(path)
+    shipped = shipped_recipe(path)
+    if shipped is None:
+        raise ConfigError(f"recipe {str(path)!r} not found (nor among the shipped recipes: "
+                          f"{', '.join(recipe_names())})")
+    return shipped
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    return config_from_dict(read_recipe(path), overrides)
+    return config_from_dict(read_recipe(find_recipe(path)), overrides)

@@ -63,5 +63,11 @@ def derive(cfg: Config) -> None:
         d.intermediate_size = 64 * math.ceil(8 * d.hidden_size / 3 / 64)
     if d.max_position_embeddings is None:
         d.max_position_embeddings = cfg.data.seq_len
+    if cfg.data.root is None and cfg.data.synth is not None:
+        from mm1.data.synth import corpus_folder
+
+        cfg.data.root = str(corpus_folder(cfg.data.synth))
+    if m.tokenizer.kind is None:  # a pretrained decoder takes its own tokenizer
+        m.tokenizer.kind = "pretrained" if d.pretrained else "synth"
     if m.tokenizer.kind == "pretrained" and m.tokenizer.path is None:
         m.tokenizer.path = d.pretrained

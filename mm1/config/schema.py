@@ -67,7 +67,9 @@ class DecoderConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "synth"  # "synth": a word-level tokenizer of the embedded corpus; "pretrained": a local HF tokenizer dir
+    kind: Optional[str] = None  # synth: a word-level tokenizer of the embedded corpus's vocabulary | bytes: one
+    # token per UTF-8 byte (any text, no download) | pretrained: a local HF tokenizer dir; None = pretrained
+    # (model.decoder.pretrained's own) when that is set, else synth. It must match a pretrained decoder's vocabulary
     path: Optional[str] = None  # for "pretrained"; None = model.decoder.pretrained
 
 
@@ -98,8 +100,10 @@ class SynthConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "data/synth"  # folder that relative shard patterns resolve against
+    root: Optional[str] = None  # folder that relative shard patterns resolve against; None = with data.synth,
+    # the embedded corpus's folder in the user cache ($MM1_CACHE, else $XDG_CACHE_HOME/mm1, else ~/.cache/mm1)
     synth: Optional[SynthConfig] = None  # when set, generate the embedded corpus into `root` if it is missing
+    # (only into a folder that is absent, empty or holds an embedded corpus); null for your own shards
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     mixture: dict[str, float] = checked(dict, ">=0", factory=True)  # source name -> weight (normalised)
     mixture_unit: str = "documents"  # what the weights are shares of: documents (MM1's wording; each next

@@ -17,7 +17,7 @@ from mm1.model.decoder import ARCHS
 from mm1.model.moe import check_moe
 
 SOURCE_KINDS = ("caption", "interleaved", "text")
-TOKENIZER_KINDS = ("synth", "pretrained")
+TOKENIZER_KINDS = ("synth", "bytes", "pretrained")  # mm1.tokenizer.build_tokenizer
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
@@ -175,6 +175,10 @@ def _validate_data(cfg: Config) -> None:
         _choice(f"data.sources.{name}.kind", src.kind, SOURCE_KINDS)
         if not src.shards:
             raise ConfigError(f"data.sources.{name}.shards: at least one shard pattern is required")
+        relative = [p for p in src.shards if not os.path.isabs(p)]
+        if data.root is None and relative:
+            raise ConfigError(f"data.root: not set, and data.sources.{name}.shards has relative patterns "
+                              f"({relative[0]!r}); set data.root=FOLDER, the folder they are relative to")
     for name, weight in data.mixture.items():
         if name not in data.sources:
             raise ConfigError(f"data.mixture.{name}: no such source; allowed: {', '.join(data.sources)}")

@@ -25,6 +25,7 @@ class Batch:
     keys: list[str] = field(default_factory=list)  # its sample key
     example_tokens: list[int] = field(default_factory=list)  # positions it takes (text and image tokens)
     example_labelled: list[int] = field(default_factory=list)  # of those, the ones with a loss label
+    example_unknown: list[int] = field(default_factory=list)  # of those, the <unk> tokens
     document_starts: list[bool] = field(default_factory=list)  # it is the first piece of its document
     slot: int = 0  # the (rank, worker) slot that produced this batch
     position: dict = field(default_factory=dict)  # that slot's data position after this batch

@@ -95,6 +95,13 @@ def next_document(mixer, readers: dict[str, SourceReader], builder: SequenceBuil
     return pieces
 
 
+def resolve_sources(cfg: Config) -> dict[str, list[str]]:
+    """The shard files of every source the mixture draws from; ConfigError naming a pattern that matches none
+    (and what its folder holds). Cheap: call it before building a model."""
+    return {name: resolve_shards(src.shards, cfg.data.root, f"data.sources.{name}.shards")
+            for name, src in cfg.data.sources.items() if cfg.data.mixture.get(name, 0) > 0}
+
+
 class MixedBatches(IterableDataset):
     def __init__(self, cfg: Config, tokenizer, rank: int = 0, world_size: int = 1, state: Optional[dict] = None):
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -102,11 +109,7 @@ class MixedBatches(IterableDataset):
             tokenizer, cfg.model.connector.num_tokens, cfg.data.seq_len, cfg.data.max_images_per_seq
         )
         self.rank, self.world_size = rank, world_size
-        self.shards = {
-            name: resolve_shards(src.shards, cfg.data.root, f"data.sources.{name}.shards")
-            for name, src in cfg.data.sources.items()
-            if cfg.data.mixture.get(name, 0) > 0
-        }
+        self.shards = resolve_sources(cfg)
         self.state = state or {"consumed": 0, "slots": {}}
 
     def _slot(self) -> tuple[int, int]:

@@ -65,6 +65,7 @@ def _per_example(examples: list[Example]) -> dict[str, list]:
     return {"sources": [ex.source for ex in examples], "keys": [ex.key for ex in examples],
             "example_tokens": [len(ex) for ex in examples],
             "example_labelled": [sum(label != IGNORE for label in ex.labels) for ex in examples],
+            "example_unknown": [ex.unknown for ex in examples],
             "document_starts": [ex.origin.get("chunk", 0) == 0 for ex in examples]}
 
 

@@ -29,6 +29,7 @@ class Example:
     images: list[Image.Image] = field(default_factory=list)
     source: str = ""
     key: str = ""
+    unknown: int = 0  # text tokens the tokenizer could not represent (<unk>)
     origin: dict = field(default_factory=dict)  # where to read it again: source, reader position, chunk
     # (the index of this piece among its document's kept pieces; 0 = the first)
 
@@ -41,6 +42,7 @@ class SequenceBuilder:
         self.tok = tokenizer
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.eoc_id = tokenizer.convert_tokens_to_ids(END_OF_CHUNK)
+        self.unk_id = tokenizer.unk_token_id  # None for tokenizers that represent every text (byte-level)
         self.tokens_per_image = tokens_per_image
         self.seq_len = seq_len
         self.max_images = max_images
@@ -74,6 +76,8 @@ class SequenceBuilder:
         kept = [finish(c) for c in chunks if any(label != IGNORE for label in c.labels[1:])]
         for i, chunk in enumerate(kept):
             chunk.origin = {**doc.origin, "chunk": i}
+            if self.unk_id is not None:
+                chunk.unknown = chunk.input_ids.count(self.unk_id)
         return kept
 
     def _add_image(self, chunks: list[Example], image: Image.Image) -> None:

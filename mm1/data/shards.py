@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -28,9 +29,24 @@ def resolve_shards(patterns: list[str], root: str, key_path: str) -> list[str]:
         for item in braceexpand.braceexpand(full):
             found += sorted(glob.glob(item)) if glob.has_magic(item) else ([item] if os.path.isfile(item) else [])
         if not found:
-            raise ConfigError(f"{key_path}: pattern {pattern!r} matches no shard file (looked for {full!r})")
+            raise ConfigError(f"{key_path}: pattern {pattern!r} matches no shard file (looked for {full!r}); "
+                              f"{what_is_there(full)}")
         shards += found
     return shards
+
+
+def what_is_there(pattern: str, shown: int = 8) -> str:
+    """What the deepest existing folder of a pattern holds, for an error message."""
+    folder = Path(os.path.dirname(re.split(r"[{*?\[]", pattern)[0]) or ".")
+    while not folder.is_dir():
+        if folder == folder.parent:
+            return "no folder of it exists"
+        folder = folder.parent
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not names:
+        return f"{folder} is empty"
+    more = f", ... ({len(names)} entries)" if len(names) > shown else ""
+    return f"{folder} holds: {', '.join(names[:shown])}{more}"
 
 
 def read_shard(url: str, damaged: Counter) -> Iterator[dict]:

@@ -31,8 +31,9 @@ from mm1.eval.config import ZERO_SHOT
 from mm1.eval.loaders import LOADERS
 from mm1.eval.metrics import METRICS
 from mm1.eval.postprocess import PostprocessSpec
+from mm1.shipped import TASKS
 
-TASK_DIR = Path(__file__).resolve().parents[2] / "eval"
+TASK_DIR = TASKS  # eval/ of the repository, shipped with the package
 DATA_DIR_ENV = "MM1_EVAL_DATA"
 ROOTS = ("data_root", "data_dir")
 SUITES: dict[str, list[str]] = {

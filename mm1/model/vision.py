@@ -12,6 +12,7 @@ Shapes: B images, P = grid * grid patches, D = width.
 from __future__ import annotations
 
 import os
+import re
 import types
 
 import open_clip
@@ -20,6 +21,7 @@ from open_clip.model import CLIPVisionCfg, _build_vision_tower, resize_pos_embed
 from torch import nn
 
 from mm1.config.schema import VisionConfig
+from mm1.errors import ConfigError
 
 # open_clip's CLIP normalisation, used by every CLIP / DFN tag.
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -33,11 +35,11 @@ class VisionEncoder(nn.Module):
         self.grid = cfg.image_size // cfg.patch_size
         self.width = cfg.width
         self.visual = _build_tower(cfg)
-        if cfg.pretrained:
-            load_pretrained(self.visual, cfg)
         self.layer_index = cfg.feature_layer % cfg.layers
         # Drop the blocks after the feature layer and the pooled head: they never run.
         self.visual.prune_intermediate_layers([self.layer_index], prune_norm=True, prune_head=True)
+        if cfg.pretrained:
+            load_pretrained(self.visual, cfg)
         if cfg.freeze:
             self.requires_grad_(False)
 
@@ -84,31 +86,65 @@ def vision_cfg_of(cfg: VisionConfig) -> tuple[dict, int, bool]:
     return vision_cfg, cfg.width, False
 
 
-def load_pretrained(visual: nn.Module, cfg: VisionConfig) -> None:
-    """Load a local checkpoint file, or an open_clip tag from open_clip's cache."""
-    path = cfg.pretrained
-    if not os.path.isfile(path):
-        if cfg.name is None:
-            raise ValueError(f"model.vision.pretrained: {path!r} is not a file, and a tag needs model.vision.name")
-        tag_cfg = open_clip.pretrained.get_pretrained_cfg(cfg.name, path)
-        if not tag_cfg:
-            tags = open_clip.pretrained.list_pretrained_tags_by_model(cfg.name)
-            raise ValueError(f"model.vision.pretrained: {path!r} is neither a file nor a tag of {cfg.name}; "
-                             f"allowed tags: {', '.join(tags)}")
-        path = open_clip.pretrained.download_pretrained(tag_cfg)
-    load_visual_weights(visual, _read_state_dict(path), f"model.vision.pretrained: {path!r}")
+def load_pretrained(visual: nn.Module, cfg: VisionConfig) -> list[str]:
+    """Load the (pruned) tower's weights from a local checkpoint file, or an open_clip tag from open_clip's
+    cache. What the tower does not use (the text tower, the projection head, the final norm, the blocks
+    after the feature layer) is ignored and said so; the visual.* keys ignored are returned. A weight of another
+    shape than the tower's, or one the file lacks, is a ConfigError naming it."""
+    path = _checkpoint_path(cfg)
+    return load_visual_weights(visual, _read_state_dict(path), f"model.vision.pretrained: {path!r}")
 
 
-def load_visual_weights(visual: nn.Module, state: dict, what: str) -> None:
-    """The `visual.*` entries of an open_clip state dict into the tower (positional embedding resized to
-    its grid; heads the tower has pruned are not needed). `what` names the weights in errors."""
-    state = {k: v for k, v in state.items() if k.startswith("visual.")}
+def load_visual_weights(visual: nn.Module, full: dict, what: str) -> list[str]:
+    """The `visual.*` entries of an open_clip state dict into the (pruned) tower, positional embedding resized
+    to its grid; the rest ignored and named. `what` names the weights in messages and errors."""
+    state = {k: v for k, v in full.items() if k.startswith("visual.")}
+    others = len(full) - len(state)  # the text tower, logit scale, ...: not an image tower's
     if not state:
-        raise ValueError(f"{what} holds no 'visual.*' weights")
+        raise ConfigError(f"{what} holds no 'visual.*' weights")
     resize_pos_embed(state, types.SimpleNamespace(visual=visual))
-    missing, _ = visual.load_state_dict({k[len("visual."):]: v for k, v in state.items()}, strict=False)
+    state = {k[len("visual."):]: v for k, v in state.items()}
+    own = visual.state_dict()
+    wrong = [f"{k} is {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise ConfigError(f"{what} does not fit the tower of model.vision: {wrong[0]}"
+                          f"{f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''}; set model.vision.name "
+                          f"to the checkpoint's open_clip model, or the dims it was trained with")
+    missing = [k for k in own if k not in state]
     if missing:
-        raise ValueError(f"{what} lacks weights for {missing[:5]}")
+        raise ConfigError(f"{what} lacks weights for {missing[:5]}")
+    visual.load_state_dict({k: state[k] for k in own}, strict=True)
+    ignored = sorted(k for k in state if k not in own)
+    if ignored or others:
+        outside = f"{others} outside visual.* (text tower, logit scale)" if others else ""
+        print(f"mm1: {what}: loaded {len(own)} tensors of the image tower; ignored what it does not use: "
+              f"{', '.join(filter(None, [_summary(ignored), outside]))}")
+    return ignored
+
+
+def _checkpoint_path(cfg: VisionConfig) -> str:
+    """A local file as given, or an open_clip tag's file in open_clip's cache."""
+    path = cfg.pretrained
+    if os.path.isfile(path):
+        return path
+    if cfg.name is None:
+        raise ConfigError(f"model.vision.pretrained: {path!r} is not a file, and a tag needs model.vision.name")
+    tag_cfg = open_clip.pretrained.get_pretrained_cfg(cfg.name, path)
+    if not tag_cfg:
+        tags = open_clip.pretrained.list_pretrained_tags_by_model(cfg.name)
+        raise ConfigError(f"model.vision.pretrained: {path!r} is neither a file nor a tag of {cfg.name}; "
+                          f"allowed tags: {', '.join(tags)}")
+    return open_clip.pretrained.download_pretrained(tag_cfg)
+
+
+def _summary(keys: list[str]) -> str:
+    """`proj, ln_post.weight, transformer.resblocks.{4..11}.*`: ignored keys, the pruned blocks in one entry."""
+    blocks = sorted({int(m.group(1)) for k in keys if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k))})
+    named = [k for k in keys if not k.startswith("transformer.resblocks.")]
+    if blocks:
+        named.append(f"transformer.resblocks.{{{blocks[0]}..{blocks[-1]}}}.* (after model.vision.feature_layer)")
+    return ", ".join(named)
 
 
 def _read_state_dict(path: str) -> dict:

@@ -10,11 +10,12 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file
 
-from mm1.build import build, param_counts
+from mm1.build import build, check_tokenizer_fits, param_counts
 from mm1.config import Config, ConfigError, dump_yaml
 from mm1.config.validate import check_pretrained_paths
-from mm1.data.loader import build_loader
+from mm1.data.loader import build_loader, resolve_sources
 from mm1.data.synth import corpus_is_complete, write_corpus
+from mm1.data.synth.write import check_writable
 from mm1.layout import RunDir
 from mm1.model.vision import load_visual_weights
 from mm1.tokenizer import build_tokenizer
@@ -32,10 +33,27 @@ from mm1.train.trainer import StoppedBySignal, Trainer
 from mm1.train.warmstart import ensure_warm_start, warm_start_path
 
 
-def prepare_data(cfg: Config) -> None:
-    """Generate the embedded corpus on first use when the recipe asks for it (one writer at a time)."""
+OWN_DATA = ("to train on your own shards, unset the embedded corpus (data.synth=null) and name them in "
+            "data.sources, as recipes/own_data.yaml does (README: Your own data)")
+
+
+def check_data_root(cfg: Config) -> None:
+    """ConfigError when data.synth would write the embedded corpus into a folder of someone's data."""
     if cfg.data.synth is None:
         return
+    try:
+        check_writable(Path(cfg.data.root))
+    except FileExistsError as err:
+        raise ConfigError(f"data.root: {err}; the recipe sets data.synth, which writes the embedded corpus "
+                          f"into data.root; {OWN_DATA}") from None
+
+
+def prepare_data(cfg: Config) -> None:
+    """Generate the embedded corpus on first use when the recipe asks for it (one writer at a time), and
+    only into a folder that is absent, empty or holds an embedded corpus: never over a user's data."""
+    if cfg.data.synth is None:
+        return
+    check_data_root(cfg)
     root = Path(cfg.data.root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
@@ -82,6 +100,10 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     run_dir = Path(cfg.output.dir)
     check_pretrained_paths(cfg)
     check_new_run(run_dir, resume)
+    check_data_root(cfg)
+    check_tokenizer_fits(cfg, build_tokenizer(cfg.model.tokenizer))  # before the corpus and the model
+    if cfg.data.synth is None:  # own shards: a pattern that matches nothing stops it before anything is written
+        resolve_sources(cfg)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
     if d.is_main:
@@ -89,6 +111,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         prepare_data(cfg)
         prepare_encoder(cfg)
     barrier(d)
+    resolve_sources(cfg)  # every rank, the corpus written: a pattern that matches nothing stops them all
     eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
     if cfg.model.vision.warm_start is not None:

@@ -3,6 +3,7 @@
     resolve_resume(run_dir, "auto")   # the newest complete checkpoint (None in a fresh folder)
     latest_checkpoint(run_dir)        # what `latest` names when complete, else the newest complete one
     check_new_run(run_dir, resume)    # a run without --resume never writes into another run's folder
+    schedule_change(ckpt, cfg, step)  # the warning when a resume changes the learning-rate schedule
 
 A checkpoint is complete when every file resume reads is there (mm1.layout.ModelDir: trainer.json,
 rng.pt and the weights: model.safetensors + optimizer.pt, or the shards in state/). Checkpoints are
@@ -15,9 +16,12 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from mm1.config import ConfigError
 from mm1.errors import CheckpointError
 from mm1.layout import ModelDir, RunDir
+from mm1.train.optim import lr_at
 
 
 def is_complete(path: Path) -> bool:
@@ -86,6 +90,32 @@ def resolve_resume(run_dir, resume: Optional[str], announce: bool = True) -> Opt
         raise CheckpointError(f"--resume {resume}: no complete checkpoint there (trainer.json, rng.pt and the "
                               f"weights are needed)")
     return path
+
+
+SCHEDULE = (("train", "steps"), ("optim", "lr"), ("optim", "warmup_steps"), ("optim", "min_lr_ratio"))
+
+
+def schedule_change(checkpoint: Path, cfg, step: int) -> Optional[str]:
+    """A warning when this run's learning-rate schedule (train.steps, and the peak, warmup and floor) differs
+    from the one the checkpoint was trained with: resuming then continues on another curve. None if not."""
+    try:
+        saved = yaml.safe_load(ModelDir(checkpoint).config.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    now = {"train": cfg.train, "optim": cfg.optim}
+    changed = [(f"{part}.{key}", saved.get(part, {}).get(key), getattr(now[part], key)) for part, key in SCHEDULE
+               if key in saved.get(part, {}) and saved[part][key] != getattr(now[part], key)]
+    if not changed:
+        return None
+    o, total = cfg.optim, cfg.train.steps
+    was = saved["optim"].get("lr", o.lr)
+    was_lr = lr_at(step, float(was), saved["optim"].get("warmup_steps", o.warmup_steps),
+                   saved["train"].get("steps", total), saved["optim"].get("min_lr_ratio", o.min_lr_ratio))
+    now_lr = lr_at(step, float(o.lr), o.warmup_steps, total, o.min_lr_ratio)
+    diffs = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changed)
+    return (f"mm1: warning: the learning-rate schedule changes on resuming at step {step}: {diffs} (the checkpoint's "
+            f"run had the first); the lr at step {step + 1} is {now_lr:.3g} (it would have been {was_lr:.3g}), "
+            f"and the warmup and cosine decay now end at step {total}")
 
 
 def check_new_run(run_dir, resume: Optional[str]) -> None:

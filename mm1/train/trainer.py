@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from mm1.train.evaluation import evaluate_run
 from mm1.train.metrics import MetricsWriter, Throughput
 from mm1.train.mfu import step_flops
 from mm1.train.optim import lr_at
+from mm1.train.resume import schedule_change
 from mm1.train.parallelize import unwrap
 from mm1.train.runtime import autocast
 
@@ -82,34 +84,55 @@ def train_step(model, batches: list[Batch], optimizer, grad_clip: float, device,
     return StepResult(mean_loss, grad_norm, tokens, images, aux=dict(aux))
 
 
+UNKNOWN_WARN_SHARE = 0.01  # warn when more than this share of a source's labelled tokens are <unk>
+
+
 class DataStats:
     """The realised mixture and skipped-sample counts. The mixture is counted since the start of the run
     (a resume restores the counts) in three units per source: documents (at their first piece), tokens
-    (sequence positions, image placeholders included) and labelled tokens (positions with a loss label)."""
+    (sequence positions, image placeholders included) and labelled tokens (positions with a loss label).
+    `unk/<source>`: the share of the source's labelled tokens that are <unk>; above UNKNOWN_WARN_SHARE,
+    a warning (once per source) says that the tokenizer does not fit the data."""
 
     def __init__(self, loader):
         self.loader = loader
         self.mix = {unit: Counter() for unit in ("documents", "tokens", "labelled")}
+        self.unknown: Counter = Counter()
+        self.warned: set[str] = set()
 
     def add(self, batch: Batch) -> None:
-        for source, starts, tokens, labelled in zip(batch.sources, batch.document_starts, batch.example_tokens,
-                                                    batch.example_labelled, strict=True):
+        for source, starts, tokens, labelled, unknown in zip(
+                batch.sources, batch.document_starts, batch.example_tokens, batch.example_labelled,
+                batch.example_unknown, strict=True):
             self.mix["documents"][source] += starts
             self.mix["tokens"][source] += tokens
             self.mix["labelled"][source] += labelled
+            self.unknown[source] += unknown
 
     def state(self) -> dict:
-        return {unit: dict(counts) for unit, counts in self.mix.items()}
+        return {**{unit: dict(counts) for unit, counts in self.mix.items()}, "unknown": dict(self.unknown)}
 
     def restore(self, state: dict) -> None:
         for unit, counts in state.items():
-            self.mix[unit].update(counts)
+            (self.unknown if unit == "unknown" else self.mix[unit]).update(counts)
+
+    def unknown_shares(self) -> dict[str, float]:
+        return {name: round(self.unknown[name] / max(n, 1), 4) for name, n in sorted(self.mix["labelled"].items())}
+
+    def warn_unknown(self, tokenizer_kind: str) -> None:
+        for name, share in self.unknown_shares().items():
+            if share > UNKNOWN_WARN_SHARE and name not in self.warned:
+                self.warned.add(name)
+                print(f"mm1: warning: {share:.1%} of the text tokens of source {name!r} are <unk>: the "
+                      f"tokenizer ({tokenizer_kind}) does not cover this data; use one that does (model.tokenizer, "
+                      f"e.g. kind=bytes or a pretrained decoder's own)", file=sys.stderr)
 
     def record(self) -> dict:
         out = {}
         for unit, counts in self.mix.items():
             total = max(sum(counts.values()), 1)
             out.update({f"mix/{unit}/{name}": round(n / total, 4) for name, n in sorted(counts.items())})
+        out.update({f"unk/{name}": share for name, share in self.unknown_shares().items()})
         out.update({f"skipped/{reason}": n for reason, n in sorted(self.loader.skips().items())})
         damaged = self.loader.damaged_shards()
         out.update({"shards/read": self.loader.shards_done(), "shards/damaged": sum(damaged.values())})
@@ -163,6 +186,9 @@ class Trainer:
             self.writer.drop_after(self.step)
         if self.dist.is_main:
             print(f"mm1: resumed from {path} at step {self.step}")
+            change = schedule_change(path, self.cfg, self.step)
+            if change:
+                print(change, file=sys.stderr)
 
     def _data_slots(self) -> int:
         return self.dist.world_size * max(1, self.cfg.data.num_workers)
@@ -262,6 +288,7 @@ class Trainer:
                   "mfu": round(flops_per_s / peak, 4) if peak else None, "images": result.images,
                   "skipped_steps": self.skipped_steps, **(result.aux or {}), **self.stats.record()}
         self.writer.write(record)
+        self.stats.warn_unknown(self.cfg.model.tokenizer.kind)
 
     def _lr_used(self) -> float:
         return self.optimizer.param_groups[0]["lr"]

@@ -26,7 +26,7 @@ MICRO = {
 
 def write_grid(path, synth_root=None, **fields):
     data = {"name": "micro", "base": str(TINY), "steps": 2,
-            "set": {**MICRO, **({"data.root": str(synth_root)} if synth_root else {})}, **fields}
+            "set": {**MICRO, "data.root": str(synth_root or "no-data")}, **fields}  # no-data: a grid never run
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

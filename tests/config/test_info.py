@@ -55,3 +55,18 @@ def test_image_flops_counts_every_connector(kind):
     _, model = build(cfg)
     assert image_flops(model) > 0
     assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind
+
+
+def test_info_prints_the_learning_rate_that_auto_gives(capsys):
+    """The lr `mm1 pretrain` trains with: MM1's law on the built model's non-embedding decoder parameters."""
+    from mm1.cli import main
+    from mm1.train.optim import resolve_lr
+
+    cfg = load_config(TINY)
+    lr, wd = resolve_lr(cfg.optim, param_counts(build(cfg)[1])["decoder_non_embedding"])
+    assert main(["info", str(TINY)]) == 0
+    assert (f"learning rate: {lr:.3g} peak (optim.lr: auto, MM1's law exp(-0.4214 ln N - 0.5535) with N = "
+            f"3,213,568 non-embedding decoder parameters), weight decay {wd:.3g}") in capsys.readouterr().out
+    assert main(["info", str(TINY), "optim.lr=3e-4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lr"] == {"peak": 3e-4, "weight_decay": pytest.approx(3e-5),
+                                                         "auto": False}

@@ -20,6 +20,7 @@ from mm1.data.shards import read_shard
 from tests.conftest import ROOT
 
 TOOLS = ROOT / "tools"
+ANY_LOSS = {"max_dropped_images": 1}  # these tests count what is left out; losing too much is tested below
 
 
 # ---- source images -------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def coco(tmp_path):
 
 def test_coco_one_sample_per_caption_round_trips(coco, tmp_path):
     path, folder, files = coco
-    report = convert_coco(path, folder, ShardOptions(tmp_path / "out", "caption", samples_per_shard=2))
+    report = convert_coco(path, folder, ShardOptions(tmp_path / "out", "caption", samples_per_shard=2, **ANY_LOSS))
     expected = {"a noisy square .": "a.png", "second caption of a": "a.png", "a jpeg of noise": "b.jpg",
                 "another jpeg caption": "b.jpg", "a gif": "c.gif"}
     assert report.samples == report.images == 5
@@ -102,7 +103,7 @@ def test_coco_one_sample_per_caption_round_trips(coco, tmp_path):
 
 def test_coco_first_caption_per_image(coco, tmp_path):
     path, folder, _ = coco
-    report = convert_coco(path, folder, ShardOptions(tmp_path / "out", "coco"), per_image=True)
+    report = convert_coco(path, folder, ShardOptions(tmp_path / "out", "coco", **ANY_LOSS), per_image=True)
     samples = read_back(report.shards, "caption")
     assert sorted(doc.segments[1] for _, doc in samples) == ["a gif", "a jpeg of noise", "a noisy square ."]
     assert report.skipped == {"missing_image": 1, "bad_image": 1, "no_caption": 1, "unknown_image": 1,
@@ -111,7 +112,7 @@ def test_coco_first_caption_per_image(coco, tmp_path):
 
 def test_coco_missing_or_wrong_inputs_are_named(coco, tmp_path):
     path, folder, _ = coco
-    options = ShardOptions(tmp_path / "out", "caption")
+    options = ShardOptions(tmp_path / "out", "caption", **ANY_LOSS)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         convert_coco(tmp_path / "nope.json", folder, options)
     with pytest.raises(FileNotFoundError, match="val2017"):
@@ -164,7 +165,8 @@ def assert_document(doc, expected: list) -> None:
 def test_obelics_parquet_round_trips_in_order(tmp_path):
     rows, expected = obelics_docs(tmp_path)
     write_parquet(tmp_path / "obelics-0.parquet", rows)
-    report = convert_obelics([tmp_path / "obelics-0.parquet"], ShardOptions(tmp_path / "out", "interleaved", 2))
+    options = ShardOptions(tmp_path / "out", "interleaved", 2, **ANY_LOSS)
+    report = convert_obelics([tmp_path / "obelics-0.parquet"], options)
     assert report.samples == 3 and report.images == 3 and len(report.shards) == 2
     assert report.skipped == {"no_text": 1, "bad_row": 1} and report.dropped_images == {"bad_image": 1}
     samples = read_back(report.shards, "interleaved")
@@ -187,7 +189,7 @@ def test_obelics_jsonl_with_base64_and_local_paths(tmp_path):
     ]] + ["{not json", "", json.dumps({"texts": ["x"], "images": "not a list"}),
           json.dumps({"texts": ["text and image at one position"], "images": ["pics/p.jpg"]})]
     (tmp_path / "docs.jsonl").write_text("\n".join(lines) + "\n")
-    report = convert_obelics([tmp_path / "docs.jsonl"], ShardOptions(tmp_path / "out", "doc"))
+    report = convert_obelics([tmp_path / "docs.jsonl"], ShardOptions(tmp_path / "out", "doc", **ANY_LOSS))
     assert report.samples == 3 and report.images == 4
     assert report.skipped == {"no_text": 1, "bad_row": 3}
     assert report.dropped_images == {"missing_image": 1, "url_image": 1}
@@ -200,7 +202,7 @@ def test_obelics_jsonl_with_base64_and_local_paths(tmp_path):
 
 
 def test_obelics_inputs_checked_before_writing(tmp_path):
-    options = ShardOptions(tmp_path / "out", "interleaved")
+    options = ShardOptions(tmp_path / "out", "interleaved", **ANY_LOSS)
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         convert_obelics([tmp_path / "missing.parquet"], options)
     (tmp_path / "rows.csv").write_text("texts,images\n")
@@ -299,13 +301,15 @@ def tool(name: str):
 
 def test_tools_print_counts_and_name_missing_inputs(coco, tmp_path, capsys):
     path, folder, _ = coco
-    assert tool("coco_to_shards")([str(path), str(folder), "-o", str(tmp_path / "c"), "--first-caption"]) == 0
+    args = [str(path), str(folder), "-o", str(tmp_path / "c"), "--first-caption", "--max-dropped-images", "0.5"]
+    assert tool("coco_to_shards")(args) == 0
     assert "wrote 3 samples (3 images) in 1 shards" in capsys.readouterr().out
     (tmp_path / "t.jsonl").write_text('{"text": "hello"}\n{"text": ""}\n')
     assert tool("text_to_shards")([str(tmp_path / "t.jsonl"), "-o", str(tmp_path / "t"), "--per-shard", "5"]) == 0
     assert "skipped 1 samples: empty_text=1" in capsys.readouterr().out
     (tmp_path / "d.jsonl").write_text(json.dumps({"texts": ["hi", None], "images": [None, "x.png"]}) + "\n")
-    assert tool("obelics_to_shards")([str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "d")]) == 0
+    assert tool("obelics_to_shards")([str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "d"),
+                                      "--max-dropped-images", "1"]) == 0
     assert "dropped 1 images: missing_image=1" in capsys.readouterr().out
     assert tool("obelics_to_shards")([str(tmp_path / "gone.parquet"), "-o", str(tmp_path / "d")]) == 2
     assert "input file not found" in capsys.readouterr().err
@@ -320,10 +324,10 @@ def test_training_loader_reads_all_three_converted_kinds(coco, tmp_path):
     from tests.conftest import TINY
 
     path, folder, _ = coco
-    convert_coco(path, folder, ShardOptions(tmp_path / "data" / "cap", "caption"))
+    convert_coco(path, folder, ShardOptions(tmp_path / "data" / "cap", "caption", **ANY_LOSS))
     rows, _ = obelics_docs(tmp_path)
     write_parquet(tmp_path / "rows.parquet", rows)
-    convert_obelics([tmp_path / "rows.parquet"], ShardOptions(tmp_path / "data" / "doc", "interleaved"))
+    convert_obelics([tmp_path / "rows.parquet"], ShardOptions(tmp_path / "data" / "doc", "interleaved", **ANY_LOSS))
     write_text_jsonl(tmp_path / "t.jsonl", ["a circle is a shape .", "a red square ."])
     convert_text([tmp_path / "t.jsonl"], ShardOptions(tmp_path / "data" / "txt", "text"))
     cfg = load_config(TINY, [
@@ -351,12 +355,53 @@ def test_converters_never_read_images_outside_the_image_root(tmp_path):
     captions = tmp_path / "captions.json"
     captions.write_text(json.dumps({"images": images, "annotations": [
         {"image_id": i, "id": i, "caption": f"caption {i}"} for i in range(len(names))]}))
-    coco = convert_coco(captions, inside, ShardOptions(tmp_path / "coco", "cap"))
+    coco = convert_coco(captions, inside, ShardOptions(tmp_path / "coco", "cap", **ANY_LOSS))
     (tmp_path / "docs.jsonl").write_text(json.dumps({"texts": ["look", None, None, None, None],
                                                      "images": [None] + names}) + "\n")
-    docs = convert_obelics([tmp_path / "docs.jsonl"], ShardOptions(tmp_path / "docs", "doc"), image_root=inside)
+    options = ShardOptions(tmp_path / "docs", "doc", **ANY_LOSS)
+    docs = convert_obelics([tmp_path / "docs.jsonl"], options, image_root=inside)
     assert coco.samples == 1 and coco.skipped["image_outside_root"] == 3
     assert docs.images == 1 and docs.dropped_images["image_outside_root"] == 3
     for shard in coco.shards + docs.shards:
         with tarfile.open(shard) as tar:
             assert all(tar.extractfile(m).read() != secret for m in tar.getmembers() if m.isfile())
+
+
+# ---- images the input names: where they are read from, and losing them ----------------------------------
+
+def test_relative_image_paths_resolve_against_the_input_files_folder(tmp_path, monkeypatch, capsys):
+    """`mm1 data obelics corpus/docs.jsonl` run from another folder: `img/p.png` in the rows (JSON lines
+    and parquet, as a path string and as a Hugging Face {"bytes": None, "path"} dict) is corpus/img/p.png."""
+    from mm1.cli import main
+
+    png = encoded(noise(40), "PNG")
+    (tmp_path / "corpus" / "img").mkdir(parents=True)
+    (tmp_path / "corpus" / "img" / "p.png").write_bytes(png)
+    (tmp_path / "corpus" / "docs.jsonl").write_text(json.dumps({"texts": ["a", None], "images": [None, "img/p.png"]}))
+    write_parquet(tmp_path / "corpus" / "rows.parquet",
+                  [{"texts": ["b", None], "images": [None, {"bytes": None, "path": "img/p.png"}]}])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["data", "obelics", "../corpus/docs.jsonl", "../corpus/rows.parquet", "-o", "out"]) == 0
+    assert "wrote 2 samples (2 images)" in capsys.readouterr().out
+    docs = read_back(sorted(str(p) for p in Path("out").glob("*.tar")), "interleaved")
+    for _, doc in docs:
+        assert_same_image(doc.segments[1], png)
+
+
+def test_losing_the_images_is_an_error_that_leaves_no_shards(tmp_path, coco, capsys):
+    from mm1.cli import main
+
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps({"texts": [f"doc {i}", None], "images": [None, url]})
+                                                   for i, url in enumerate(["https://x/a.jpg", "b.jpg", "c.jpg"])))
+    assert main(["data", "obelics", str(tmp_path / "docs.jsonl"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "3 of the 3 images the input names were left out (missing_image=2, url_image=1)" in err
+    assert "more than --max-dropped-images 0.2" in err and not list((tmp_path / "out").glob("*.tar"))
+    # COCO: 7 captions of missing or corrupt images of 10 usable captions with an image
+    path, folder, _ = coco
+    assert main(["data", "coco", str(path), str(folder), "-o", str(tmp_path / "coco")]) == 2
+    assert "images the input names were left out" in capsys.readouterr().err
+    assert main(["data", "coco", str(path), str(folder), "-o", str(tmp_path / "coco"),
+                 "--max-dropped-images", "0.5"]) == 0
+    assert "wrote 5 samples" in capsys.readouterr().out

@@ -66,3 +66,42 @@ def test_unknown_pretrained_tag_is_a_clear_error_without_network():
     with pytest.raises(ValueError, match="neither a file nor a tag of ViT-B-32"):
         VisionEncoder(VisionConfig(name="ViT-B-32", image_size=224, patch_size=32, width=768, layers=12,
                                    heads=12, pretrained="no-such-tag"))
+
+
+def real_clip(width: int = 32, embed_dim: int = 24):
+    """A real open_clip CLIP (image and text towers, projections, logit scale), small."""
+    import open_clip
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(3)
+    vision = CLIPVisionCfg(image_size=32, patch_size=8, width=width, layers=3, head_width=16)
+    text = CLIPTextCfg(context_length=16, vocab_size=100, width=32, heads=2, layers=1)
+    return open_clip.CLIP(embed_dim=embed_dim, vision_cfg=vision, text_cfg=text)
+
+
+def test_a_real_clip_checkpoint_loads_into_explicit_dims_ignoring_the_heads_it_does_not_use(tmp_path, capsys):
+    """open_clip's CLIP projects to embed_dim (24) != width (32): mm1 drops that projection anyway."""
+    clip = real_clip()
+    path = tmp_path / "clip.pt"
+    torch.save({"state_dict": clip.state_dict()}, path)  # as open_clip's training script saves it
+    enc = VisionEncoder(small(pretrained=str(path), feature_layer=-2)).eval()
+    out = capsys.readouterr().out
+    assert "loaded" in out and "ignored what it does not use: ln_post.bias, ln_post.weight, proj, " in out
+    assert "transformer.resblocks.{2..2}.* (after model.vision.feature_layer)" in out
+    assert "outside visual.* (text tower, logit scale)" in out
+    for name, value in enc.visual.state_dict().items():
+        assert torch.equal(value, clip.visual.state_dict()[name]), name
+    x = torch.randn(1, 3, 32, 32)
+    want = clip.visual.forward_intermediates(x, indices=[1], intermediates_only=True, output_fmt="NLC")
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), want["image_intermediates"][0])
+
+
+def test_a_checkpoint_of_other_dims_names_the_weight_that_does_not_fit(tmp_path):
+    from mm1.errors import ConfigError
+
+    path = tmp_path / "clip.pt"
+    torch.save(real_clip(width=48).state_dict(), path)
+    with pytest.raises(ConfigError, match=r"does not fit the tower of model.vision: class_embedding is \(48,\) "
+                                          r"there, \(32,\) here \(and \d+ more\); set model.vision.name"):
+        VisionEncoder(small(pretrained=str(path)))

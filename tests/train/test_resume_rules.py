@@ -138,3 +138,27 @@ def test_full_disk_says_so_and_keeps_the_previous_checkpoint(shard_root, tmp_pat
         assert not list((mount / "run" / "checkpoints").glob(".tmp-*"))  # the partial copy is removed
     finally:
         subprocess.run(["umount", "--lazy", str(mount)])
+
+
+def test_a_resume_that_changes_the_schedule_says_so(tmp_path):
+    """The checkpoint's config.yaml against the resumed run's: train.steps (and the lr settings) make the curve."""
+    from mm1.config import dump_yaml
+    from mm1.train.resume import schedule_change
+
+    cfg = load_config(TINY, ["optim.lr=1e-3", "train.steps=400", "optim.warmup_steps=30"])
+    (tmp_path / "config.yaml").write_text(dump_yaml(cfg))
+    assert schedule_change(tmp_path, cfg, 200) is None
+    longer = load_config(TINY, ["optim.lr=1e-3", "train.steps=800", "optim.warmup_steps=30"])
+    message = schedule_change(tmp_path, longer, 200)
+    assert "the learning-rate schedule changes on resuming at step 200: train.steps 400 -> 800" in message
+    assert "the lr at step 201 is 0.000896 (it would have been 0.000607)" in message and "end at step 800" in message
+
+
+@pytest.mark.slow
+def test_resume_with_other_train_steps_warns(shard_root, tmp_path, capsys):
+    run = run_to(shard_root, tmp_path / "run", 4, "train.checkpoint_every=2")
+    capsys.readouterr()
+    run_to(shard_root, run, 4, resume=str(run / "checkpoints" / "step_00000002"))
+    assert "schedule changes" not in capsys.readouterr().err
+    run_to(shard_root, run, 8, resume="auto")
+    assert "the learning-rate schedule changes on resuming at step 4: train.steps 4 -> 8" in capsys.readouterr().err

@@ -22,6 +22,12 @@ from mm1.data.shards import add_sample
 
 T = TypeVar("T")
 Members = dict[str, bytes]  # extension (e.g. "txt", "0.png") -> member bytes
+# why an image the input names is left out (images.shard_image, the converters' path and URL checks)
+IMAGE_REASONS = ("missing_image", "url_image", "image_outside_root", "bad_image", "tiny_image", "huge_image")
+
+
+class ImageLossError(ValueError):
+    """More of the images an input names were left out than ShardOptions.max_dropped_images allows."""
 
 
 def is_utf8_text(value: object) -> bool:
@@ -134,6 +140,7 @@ class ShardOptions:
     shuffle_buffer: int = 10_000  # source items held for shuffling; <= 1 keeps the source order
     seed: int = 0
     overwrite: bool = False  # replace shards `{prefix}-*.tar` already in out_dir (else an error)
+    max_dropped_images: float = 0.2  # a larger share of the images the input names left out is an error
 
 
 @dataclass
@@ -146,6 +153,10 @@ class Report:
     shards: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # whole source samples/rows/lines left out
     dropped_images: Counter = field(default_factory=Counter)  # images left out of documents that were kept
+
+    def images_lost(self) -> Counter:
+        """Images the input names that were left out, by reason (with their sample, or alone)."""
+        return Counter({k: v for k, v in self.skipped.items() if k in IMAGE_REASONS}) + self.dropped_images
 
     def summary(self) -> str:
         def reasons(counts: Counter) -> str:
@@ -168,4 +179,23 @@ def write_converted(items: Iterable[T], make: Callable[[T, Report], Members | No
             if members is not None:
                 writer.write(members)
     report.samples, report.shards = writer.samples, writer.shards
+    check_image_loss(report, options.max_dropped_images)
     return report
+
+
+def check_image_loss(report: Report, max_share: float) -> None:
+    """ImageLossError, after removing the shards just written, when more than `max_share` of the images
+    the input names were left out: a conversion that lost its images is no success."""
+    lost = report.images_lost()
+    named = report.images + sum(lost.values())
+    if not named or sum(lost.values()) <= max_share * named:
+        return
+    for shard in report.shards:
+        Path(shard).unlink(missing_ok=True)
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(lost.items()))
+    raise ImageLossError(
+        f"{sum(lost.values())} of the {named} images the input names were left out ({reasons}), more than "
+        f"--max-dropped-images {max_share:g}; the {len(report.shards)} shard(s) written were removed. Check "
+        f"where the images are (relative paths are read from the image folder for COCO, from each input "
+        f"file's folder or --image-root for OBELICS rows; URLs must be fetched first, e.g. with img2dataset), "
+        f"or allow it with --max-dropped-images 1")

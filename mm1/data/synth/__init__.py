@@ -4,7 +4,9 @@
 CPU only, byte-identical for the same config whatever the number of worker
 threads), the layout below; the default sizes take about 45 CPU-seconds and
 201 MB. docs/benchmark.md describes what each part is built to measure.
-`corpus_is_complete(out, cfg=None)` tells whether a finished corpus is there.
+`corpus_is_complete(out, cfg=None)` tells whether a finished corpus is there; `corpus_folder(cfg)` is
+its default place, in the user cache (mm1.cache). It is written only into a folder that is absent, empty
+or holds an embedded corpus (a `.mm1-synth` marker, written first, or its manifest).
 `vocabulary()` lists every token any text can contain.
 
 Images
@@ -107,6 +109,6 @@ Layout under `out`
 All paths in the manifest are relative to `out`.
 """
 from mm1.data.synth.grammar import pretokenize, vocabulary
-from mm1.data.synth.write import corpus_is_complete, write_corpus
+from mm1.data.synth.write import corpus_folder, corpus_is_complete, write_corpus
 
-__all__ = ["corpus_is_complete", "pretokenize", "vocabulary", "write_corpus"]
+__all__ = ["corpus_folder", "corpus_is_complete", "pretokenize", "vocabulary", "write_corpus"]
