@@ -1,0 +1,34 @@
+"""The launchers of `mm1 ablate` (`--launcher`, or `launch.launcher` in a grid file), one function each.
+
+    launch_runs(grid, todo, jobs, outcome, log, wait)   # todo: [(RunSpec, run folder)] not yet finished
+
+Every launcher keeps the same bookkeeping in the run folders (mm1.ablate.execute: done markers,
+error.json; mm1.ablate.jobs: job.json), so a sweep started with one can be watched, resumed or
+reported with another.
+"""
+from __future__ import annotations
+
+from mm1.ablate.local import LaunchError, make_slots, run_local
+from mm1.ablate.spec import LAUNCHERS, GridSpec
+
+__all__ = ["LaunchError", "launch_runs"]
+
+
+def _local(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool) -> None:
+    run_local(grid, todo, make_slots(grid.launch, jobs), outcome, log)
+
+
+def _slurm(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool) -> None:
+    from mm1.ablate.slurm import run_slurm
+
+    if jobs is not None:
+        raise LaunchError("--jobs: the slurm launcher submits one job per run; Slurm decides how many run at once")
+    run_slurm(grid, todo, outcome, log, wait)
+
+
+RUNNERS = {"local": _local, "torchrun": _local, "slurm": _slurm}
+assert tuple(RUNNERS) == LAUNCHERS
+
+
+def launch_runs(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool = True) -> None:
+    RUNNERS[grid.launch.launcher](grid, todo, jobs, outcome, log, wait)
