@@ -11,7 +11,7 @@ from __future__ import annotations
 from mm1.ablate.local import LaunchError, make_slots, run_local
 from mm1.ablate.spec import LAUNCHERS, GridSpec
 
-__all__ = ["LaunchError", "launch_runs"]
+__all__ = ["LaunchError", "check_launch_args", "launch_runs"]
 
 
 def _local(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool) -> None:
@@ -21,13 +21,19 @@ def _local(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool) -> None:
 def _slurm(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool) -> None:
     from mm1.ablate.slurm import run_slurm
 
-    if jobs is not None:
-        raise LaunchError("--jobs: the slurm launcher submits one job per run; Slurm decides how many run at once")
     run_slurm(grid, todo, outcome, log, wait)
 
 
 RUNNERS = {"local": _local, "torchrun": _local, "slurm": _slurm}
 assert tuple(RUNNERS) == LAUNCHERS
+
+
+def check_launch_args(grid: GridSpec, jobs) -> None:
+    """Command-line settings that do not fit the launcher, before any folder is written."""
+    if jobs is not None and jobs < 1:
+        raise LaunchError(f"--jobs must be >= 1, got {jobs}")
+    if jobs is not None and grid.launch.launcher == "slurm":
+        raise LaunchError("--jobs: the slurm launcher submits one job per run; Slurm decides how many run at once")
 
 
 def launch_runs(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool = True) -> None:

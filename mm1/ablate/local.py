@@ -83,8 +83,6 @@ def torchrun_slots(jobs: Optional[int], per_run: int) -> list[Slot]:
 
 
 def make_slots(launch: LaunchSpec, jobs: Optional[int]) -> list[Slot]:
-    if jobs is not None and jobs < 1:
-        raise LaunchError(f"--jobs must be >= 1, got {jobs}")
     if launch.launcher == "torchrun":
         return torchrun_slots(jobs, launch.gpus_per_run)
     return local_slots(jobs or 1)

@@ -83,7 +83,7 @@ def run_state(folder: Path, has_eval: bool, slurm: dict, owner: Optional[dict]) 
         live = job.get("launcher") != "slurm" and job_id == owner.get("job_id")
         return RunState(folder.name, "running" if live else "queued", job_id if live else "-", progress)
     stopped = job.get("stopped")
-    why = f"stopped by SIG{stopped['signal']}" if stopped else (f"job ended {slurm[job_id].lower()}"
+    why = f"stopped by {stopped['signal']}" if stopped else (f"job ended {slurm[job_id].lower()}"
                                                                if job_id in slurm else "")
     return RunState(folder.name, "pending", job_id, ", ".join(x for x in (why, progress) if x) or "not started")
 

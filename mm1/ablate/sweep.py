@@ -104,8 +104,12 @@ def run_sweep(plan: Plan, out: Path, jobs: Optional[int] = None, log: Callable[[
               wait: bool = True) -> SweepOutcome:
     """Every unfinished run of `plan` in `out`, started by the grid's launcher (plan.grid.launch):
     `jobs` at a time for local and torchrun; for slurm, one job each (`wait`: until they end)."""
-    from mm1.ablate.launchers import LaunchError, launch_runs
+    from mm1.ablate.launchers import LaunchError, check_launch_args, launch_runs
 
+    try:
+        check_launch_args(plan.grid, jobs)
+    except LaunchError as err:
+        raise SweepError(str(err)) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     launcher = plan.grid.launch.launcher
