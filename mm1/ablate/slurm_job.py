@@ -24,7 +24,7 @@ from typing import Optional
 from mm1.ablate.execute import TRAIN_DONE, Children, Stopped, execute_run, stage_env, train_command
 from mm1.ablate.jobs import update_job
 from mm1.eval.config import EvalConfig
-from mm1.train.resume import latest_checkpoint, saved_order
+from mm1.layout import RunDir
 
 
 def distributed_env() -> dict:
@@ -43,9 +43,11 @@ def _threads(local_world: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // local_world)
 
 
-def checkpoint_step(folder: Path) -> Optional[int]:
-    path = latest_checkpoint(folder)
-    return None if path is None else saved_order(path)[1]
+def checkpoint_step(folder: Path) -> Optional[str]:
+    """The checkpoint `latest` names (written once a save is complete), or None. Read without importing the
+    training stack: this process only watches pretrain, and a job's start-up time counts."""
+    latest = RunDir(folder).latest
+    return latest.read_text().strip() if latest.is_file() else None
 
 
 class RunJob:
@@ -94,8 +96,9 @@ class RunJob:
         """Record the stop; after the time-limit signal, requeue when the run got further in this job."""
         if rank != 0:
             return "stopped"
-        step = checkpoint_step(folder)
-        requeue = time_limit in received and step is not None and step != start_step
+        checkpoint = checkpoint_step(folder)
+        requeue = time_limit in received and checkpoint is not None and checkpoint != start_step
+        step = int(checkpoint.split("_")[1].split(".")[0]) if checkpoint else None
         update_job(folder, stopped={"signal": signal.Signals(received[-1]).name if received else "?", "step": step,
                                     "requeued": requeue, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         if requeue:
