@@ -14,7 +14,25 @@ from mm1.ablate.spec import LAUNCHERS, GridSpec
 __all__ = ["LaunchError", "check_launch_args", "launch_runs"]
 
 
+def _live_slurm_jobs(todo: list) -> list[str]:
+    """Runs of `todo` whose Slurm job is still queued or running ("name (job id)")."""
+    from mm1.ablate.jobs import read_job
+
+    jobs = {run.name: (read_job(folder) or {}) for run, folder in todo}
+    if not any(job.get("launcher") == "slurm" for job in jobs.values()):
+        return []
+    from mm1.ablate.slurm import QUEUED, RUNNING, job_states
+
+    states = job_states()
+    return [f"{name} (job {job['job_id']})" for name, job in jobs.items()
+            if job.get("launcher") == "slurm" and states.get(str(job["job_id"])) in QUEUED | RUNNING]
+
+
 def _local(grid: GridSpec, todo: list, jobs, outcome, log, wait: bool) -> None:
+    live = _live_slurm_jobs(todo)
+    if live:  # two trainings must never write one run folder
+        raise LaunchError(f"{', '.join(live)}: a Slurm job still has it; watch it with --launcher slurm, or "
+                          "scancel it first")
     run_local(grid, todo, make_slots(grid.launch, jobs), outcome, log)
 
 
