@@ -46,8 +46,10 @@ RUNNERS = {"local": _local, "torchrun": _local, "slurm": _slurm}
 assert tuple(RUNNERS) == LAUNCHERS
 
 
-def check_launch_args(grid: GridSpec, jobs) -> None:
+def check_launch_args(grid: GridSpec, jobs, wait: bool = True) -> None:
     """Command-line settings that do not fit the launcher, before any folder is written."""
+    if not wait and grid.launch.launcher != "slurm":
+        raise LaunchError(f"--no-wait: only the slurm launcher leaves runs going (launcher is {grid.launch.launcher})")
     if jobs is not None and jobs < 1:
         raise LaunchError(f"--jobs must be >= 1, got {jobs}")
     if jobs is not None and grid.launch.launcher == "slurm":

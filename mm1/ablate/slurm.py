@@ -94,6 +94,10 @@ def settle(folder: Path, grid: GridSpec, job_id: str, state: Optional[str]) -> t
 
 def run_slurm(grid: GridSpec, todo: list, outcome, log, wait: bool = True) -> None:
     """Submit every run of `todo` without a live job, then (`wait`) watch the jobs until they end."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise LaunchError("the slurm launcher submits with submitit: pip install -e '.[slurm]'") from None
     states = job_states()
     live = {}  # job id -> (run, folder)
     for run, folder in todo:

@@ -107,7 +107,7 @@ def run_sweep(plan: Plan, out: Path, jobs: Optional[int] = None, log: Callable[[
     from mm1.ablate.launchers import LaunchError, check_launch_args, launch_runs
 
     try:
-        check_launch_args(plan.grid, jobs)
+        check_launch_args(plan.grid, jobs, wait)
     except LaunchError as err:
         raise SweepError(str(err)) from None
     out = Path(out)

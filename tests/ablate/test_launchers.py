@@ -57,6 +57,8 @@ def test_bad_launcher_flag_exits_2_before_anything_runs(tmp_path, capsys):
     assert "launch.launcher: 'slrum' is not one of" in capsys.readouterr().err and not out.exists()
     assert main(["ablate", "--grid", str(path), "--out", str(out), "--launcher", "slurm", "--jobs", "2"]) == 2
     assert "--jobs: the slurm launcher submits one job per run" in capsys.readouterr().err and not out.exists()
+    assert main(["ablate", "--grid", str(path), "--out", str(out), "--no-wait"]) == 2
+    assert "--no-wait: only the slurm launcher" in capsys.readouterr().err and not out.exists()
 
 
 def test_dry_run_prints_gpus_wall_time_and_gpu_hours(tmp_path, capsys):
