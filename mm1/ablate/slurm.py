@@ -3,8 +3,9 @@
 A run's job asks for `launch.nodes` nodes with `launch.gpus_per_run` tasks on each (one process per
 GPU; `--gpus-per-node` too unless `launch.request_gpus` is false), `--cpus-per-task`, `--time`,
 `--partition`, `--account`, `--qos`, `--signal=<launch.signal>@<launch.signal_delay_s>` and the
-extra options of `launch.sbatch`. Its files (batch script, submitit's pickled call of
-mm1.ablate.slurm_job.RunJob, job logs) are in `<run>/slurm/`; its id in `<run>/job.json`.
+extra options of `launch.sbatch`; its tasks run under `srun --kill-on-bad-exit=1`. Its files (batch
+script, submitit's pickled call of mm1.ablate.slurm_job.RunJob, job logs) are in `<run>/slurm/`; its
+id in `<run>/job.json`.
 
 A sweep re-invoked while a run's job is queued or running watches that job instead of submitting
 another. A job that ends leaves the run done, failed (error.json) or stopped (job.json `stopped`, or
@@ -46,6 +47,7 @@ def sbatch_parameters(launch: LaunchSpec, name: str) -> dict:
     """submitit SlurmExecutor parameters (sbatch options) of one run's job."""
     params = {"job_name": name, "nodes": launch.nodes, "ntasks_per_node": launch.gpus_per_run, "time": launch.time,
               "stderr_to_stdout": True, "signal_delay_s": launch.signal_delay_s,
+              "srun_args": ["--kill-on-bad-exit=1"],  # a failed rank ends the job; the others do not wait on it
               "additional_parameters": {"signal": f"{launch.signal}@{launch.signal_delay_s}", **launch.sbatch}}
     if launch.request_gpus:
         params["gpus_per_node"] = launch.gpus_per_run
