@@ -37,7 +37,9 @@ def cmd_pretrain(args) -> int:
 def cmd_info(args) -> int:
     from mm1.info import format_info, info
 
-    result = info(load_config(args.recipe, args.overrides), gpus=args.gpus)
+    if args.gpu_memory is not None and not args.gpu_memory > 0:
+        raise ConfigError(f"--gpu-memory: {args.gpu_memory} GiB; expected a number > 0")
+    result = info(load_config(args.recipe, args.overrides), gpus=args.gpus, gpu_memory=args.gpu_memory)
     print(json.dumps(result) if args.json else format_info(result))
     return 0
 
@@ -100,7 +102,10 @@ def parser() -> argparse.ArgumentParser:
                        description="Build the recipe's model on the meta device and print its size.")
     recipe_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--gpus", type=int, default=8, help="GPUs for the memory-per-GPU estimate (default 8)")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs for the memory-per-GPU estimate (default: the recipe's parallel.gpus, else 8)")
+    p.add_argument("--gpu-memory", type=float, metavar="GIB",
+                   help="also print the smallest GPU count whose model states fit in GIB per GPU")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("data", help="data tools", description="Data tools.")

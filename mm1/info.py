@@ -23,10 +23,17 @@ Memory per GPU, FSDP2 with fp32 master weights (model states only, activations e
                repeated blocks, which stay gathered for the step, + 2 x the largest block:
                the one computing and the one prefetched)
   dp_shard comes from `--gpus N`: parallel.dp_shard if set, else N / parallel.dp_replicate.
+  `--gpus` defaults to parallel.gpus, the layout the recipe states (else 8).
+
+Smallest GPU count (`--gpu-memory GIB`): the fewest GPUs (a multiple of parallel.dp_replicate, or
+exactly dp_replicate x dp_shard when dp_shard is set) whose model states per GPU fit in GIB. The
+gathered term does not shrink with more GPUs, so some budgets fit on no count. Leave room for the
+activations: e.g. --gpu-memory 60 on 80 GB cards.
 """
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 
@@ -82,11 +89,32 @@ def memory_per_gpu(cfg: Config, model: MM1Model, gpus: int) -> dict:
             "total_gib": round((sharded + gathered) / GIB, 2)}
 
 
-def info(cfg: Config, gpus: int = 8) -> dict:
+MAX_GPUS = 16384
+
+
+def min_gpus(cfg: Config, model: MM1Model, budget_gib: float) -> dict:
+    """The smallest GPU count whose model states per GPU fit in `budget_gib` ({"gpus": None} if none does)."""
+    par = cfg.parallel
+    counts = [par.dp_replicate * par.dp_shard] if par.dp_shard != -1 else range(par.dp_replicate, MAX_GPUS + 1,
+                                                                                  par.dp_replicate)
+    for n in counts:
+        memory = memory_per_gpu(cfg, model, n)
+        if memory["gathered_params_gib"] >= budget_gib:  # the same on any count
+            break
+        if memory["total_gib"] <= budget_gib:
+            return {"budget_gib": budget_gib, "gpus": n, "total_gib": memory["total_gib"]}
+    return {"budget_gib": budget_gib, "gpus": None, "total_gib": None}
+
+
+def info(cfg: Config, gpus: Optional[int] = None, gpu_memory: Optional[float] = None) -> dict:
+    """`gpus`: the layout of the memory estimate (default parallel.gpus, else 8); `gpu_memory` (GiB): also
+    the smallest GPU count whose model states fit in it."""
     model = meta_model(cfg)
     v = cfg.model.vision
     params = param_counts(model)
     lr, weight_decay = resolve_lr(cfg.optim, params["decoder_non_embedding"])
+    gpus = gpus or cfg.parallel.gpus or 8
+    extra = {"min_gpus": min_gpus(cfg, model, gpu_memory)} if gpu_memory is not None else {}
     return {
         "params": params,
         "lr": {"peak": lr, "weight_decay": weight_decay, "auto": cfg.optim.lr == "auto"},
@@ -101,6 +129,7 @@ def info(cfg: Config, gpus: int = 8) -> dict:
         "max_images_per_seq": cfg.data.max_images_per_seq,
         "mixture": cfg.data.mixture,
         "mixture_unit": cfg.data.mixture_unit,
+        **extra,
     }
 
 
@@ -138,4 +167,9 @@ def format_info(result: dict) -> str:
         f"{m['total_gib']:.1f} GiB = {m['sharded_states_gib']:.1f} sharded weights/grads/AdamW "
         f"+ {m['gathered_params_gib']:.1f} gathered; activations not included",
     ]
+    if "min_gpus" in result:
+        fit = result["min_gpus"]
+        lines.append(f"smallest GPU count for {fit['budget_gib']:g} GiB of model states per GPU: " + (
+            f"{fit['gpus']} ({fit['total_gib']:.1f} GiB each)" if fit["gpus"] else
+            f"none up to {MAX_GPUS} (the gathered parameters alone need more)"))
     return "\n".join(lines)

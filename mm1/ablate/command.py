@@ -4,6 +4,9 @@
     mm1 ablate --grid connectors --preset tiny --jobs 2        # -> runs/ablate/connectors-tiny/
     mm1 ablate --report runs/ablate/connectors-tiny            # rebuild results.csv, summary.md, PNGs
     mm1 ablate --grid data_mixture --preset tiny "seeds=[3,4,5]" --out DIR   # the same grid, other seeds
+    mm1 ablate --grid connectors --launcher torchrun --gpus-per-run 4    # 2 runs at a time on 8 GPUs
+    mm1 ablate --grid connectors --launcher slurm --gpus-per-run 8 --partition gpu --time 240 --no-wait
+    mm1 ablate --grid connectors --status                                # pending / queued / running / done / failed
 
 Every run's config is loaded before anything runs, so a bad override fails at
 once, naming the run and the key path. Re-running the same command resumes.
@@ -34,19 +37,53 @@ def _report(out: Path) -> int:
     return 0
 
 
+def _status(out: Path) -> int:
+    from mm1.ablate.status import format_status, sweep_status
+
+    print(format_status(sweep_status(out)), end="")
+    return 0
+
+
+LAUNCH_FLAGS = ("launcher", "gpus_per_run", "nodes", "cpus_per_task", "time", "partition", "account", "qos")
+
+
+def launch_flags(args) -> dict:
+    """The launcher flags given on the command line, as `launch` keys of the grid."""
+    from mm1.ablate.grid import GridError
+
+    launch = {key: getattr(args, key) for key in LAUNCH_FLAGS if getattr(args, key) is not None}
+    if args.no_request_gpus:
+        launch["request_gpus"] = False
+    if args.sbatch:
+        import yaml
+
+        launch["sbatch"] = {}
+        for option in args.sbatch:
+            key, sep, value = option.partition("=")
+            if not key:
+                raise GridError(f"--sbatch {option!r}: expected OPTION or OPTION=VALUE, e.g. constraint=h100")
+            launch["sbatch"][key.lstrip("-")] = yaml.safe_load(value) if sep else True
+    return launch
+
+
 def _grid(args) -> int:
     from mm1.ablate.cost import format_plan
     from mm1.ablate.grid import check_runs, expand, load_grid, shared_overrides
     from mm1.ablate.sweep import Plan, run_sweep
 
-    grid = load_grid(args.grid, args.preset, args.changes)
+    grid = load_grid(args.grid, args.preset, args.changes, launch_flags(args))
+    if args.status:
+        return _status(Path(args.out) if args.out else default_out(grid.name, args.preset))
     runs = expand(grid)
     configs = check_runs(runs)
     if args.dry_run:
-        print(format_plan(runs, configs, len(shared_overrides(grid))), end="")
+        print(format_plan(runs, configs, len(shared_overrides(grid)), grid.launch, args.mfu, args.gpu), end="")
         return 0
     out = Path(args.out) if args.out else default_out(grid.name, args.preset)
-    outcome = run_sweep(Plan(grid, runs, configs, args.preset), out, args.jobs)
+    outcome = run_sweep(Plan(grid, runs, configs, args.preset), out, args.jobs, wait=not args.no_wait)
+    if outcome.submitted:
+        print(f"mm1 ablate: {len(outcome.submitted)} job(s) queued or running; watch them with the same command "
+              f"and --status, or re-run it to wait for them ({out})")
     _report(out)
     if outcome.stopped:
         print(f"mm1 ablate: stopped; re-run the same command to resume ({out})", file=sys.stderr)
@@ -76,7 +113,30 @@ def register(sub) -> None:
                    help="change a top-level key of the grid after its preset, e.g. seeds=[3,4,5] or steps=500")
     p.add_argument("--preset", help="a preset of the grid, e.g. tiny (CPU scale on the embedded data)")
     p.add_argument("--out", help="sweep folder (default: runs/ablate/<grid>[-<preset>])")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs at once as subprocesses (CPU threads are split between them; one GPU each)")
-    p.add_argument("--dry-run", action="store_true", help="list every run with its overrides and cost, then exit")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local and torchrun: runs at once (default: local 1; torchrun GPUs / --gpus-per-run, or 1 "
+                        "without GPUs); CPU threads are split between them")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every run with its overrides, GPUs and cost, then exit")
+    p.add_argument("--status", action="store_true",
+                   help="list every run of the sweep folder as pending / queued / running / done / failed, with "
+                        "its job id; changes nothing")
+    g = p.add_argument_group("launcher (replace the keys of the grid's `launch`)")
+    g.add_argument("--launcher", help="local (one process per run) | torchrun (--gpus-per-run processes per run) | "
+                                      "slurm (one Slurm job per run, submitted with submitit)")
+    g.add_argument("--gpus-per-run", type=int, help="torchrun: processes (GPUs) per run; slurm: per node")
+    g.add_argument("--nodes", type=int, help="slurm: nodes per run")
+    g.add_argument("--partition", help="slurm: partition")
+    g.add_argument("--time", type=int, help="slurm: time limit per job, minutes (a job it stops is requeued)")
+    g.add_argument("--account", help="slurm: account")
+    g.add_argument("--qos", help="slurm: quality of service")
+    g.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per process")
+    g.add_argument("--no-request-gpus", action="store_true",
+                   help="slurm: ask for no GPUs (a CPU partition: --gpus-per-run gloo CPU processes per node)")
+    g.add_argument("--sbatch", action="append", metavar="OPTION[=VALUE]",
+                   help="slurm: an extra sbatch option, e.g. --sbatch constraint=h100 --sbatch exclusive")
+    g.add_argument("--no-wait", action="store_true",
+                   help="slurm: submit and return; re-run the same command to watch the jobs or resume")
+    g.add_argument("--mfu", type=float, default=0.4, help="--dry-run: the MFU the wall-time estimate assumes")
+    g.add_argument("--gpu", default="H100", help="--dry-run: the GPU model whose peak the estimate uses")
     p.set_defaults(func=cmd_ablate, usage_errors=(GridError, SweepError, FileNotFoundError))

@@ -5,8 +5,10 @@ A run folder `<out>/runs/<name>/` holds:
   recipe.yaml       the run's resolved config (input of `mm1 pretrain`; output.dir = this folder)
   run.json          name, axis labels, seed, overrides and eval settings of the run
   train.log, eval.log   the subprocesses' output (appended, one header per attempt)
-  train.done, eval.done markers (JSON: seconds, finish time) written only after a stage succeeded
+  train.done, eval.done markers (JSON: seconds, start and finish time) written only after a stage succeeded
   error.json        the failed stage, exit code and the end of its log (removed when the run is retried)
+  job.json          who runs it: launcher, job id (a Slurm job, or host:pid of a local sweep), when
+  slurm/            the Slurm launcher's job files (submitit's batch script, pickled call, job logs)
   config.yaml, metrics.jsonl, checkpoints/, checkpoint/, eval/   written by pretrain and eval
 """
 from __future__ import annotations
@@ -26,6 +28,11 @@ from mm1.eval.config import EvalConfig
 from mm1.layout import EvalDir, ModelDir, RunDir
 
 TRAIN_DONE, EVAL_DONE, ERROR = "train.done", "eval.done", "error.json"
+
+
+def is_finished(folder: Path, grid) -> bool:
+    """Trained, and evaluated when the grid (a GridSpec) has an eval."""
+    return (folder / TRAIN_DONE).is_file() and (grid.eval is None or (folder / EVAL_DONE).is_file())
 
 
 class Stopped(Exception):
@@ -55,16 +62,19 @@ class Children:
             self.procs.discard(proc)
         return rc
 
-    def stop(self) -> None:
-        """SIGTERM every child: pretrain writes a checkpoint at the next step boundary and exits."""
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Signal every child: pretrain writes a checkpoint at the next step boundary and exits."""
         with self.lock:
             self.stopping = True
             for proc in self.procs:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signum)
 
 
-def train_command(folder: Path) -> list[str]:
-    return [sys.executable, "-m", "mm1", "pretrain", str(folder / "recipe.yaml"), "--resume", "auto"]
+def train_command(folder: Path, launch: list[str] = ()) -> list[str]:
+    """`mm1 pretrain` of the run, resuming; `launch` starts it through a launcher (`python -m
+    torch.distributed.run ...`) instead of plain `python`."""
+    start = [sys.executable, *launch] if launch else [sys.executable]
+    return [*start, "-m", "mm1", "pretrain", str(folder / "recipe.yaml"), "--resume", "auto"]
 
 
 def eval_command(folder: Path) -> list[str]:
@@ -87,7 +97,7 @@ def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: P
     run = RunDir(folder)
     output = ModelDir(run.final).weights if stage == "train" else EvalDir(run.eval).results
     if rc == 0 and output.is_file():
-        done.write_text(json.dumps({"seconds": round(time.time() - start, 1),
+        done.write_text(json.dumps({"seconds": round(time.time() - start, 1), "started_at": round(start, 3),
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         return None
     if children.stopping:  # cut short by the stop request: unfinished, not failed
@@ -100,19 +110,29 @@ def _stage(children: Children, folder: Path, stage: str, cmd: list[str], done: P
     return {"stage": stage, "returncode": rc, "error": why, "log_tail": tail}
 
 
-def execute_run(children: Children, folder: Path, eval_cfg: Optional[EvalConfig], threads: int,
-                gpu: Optional[int] = None) -> Optional[dict]:
-    """Train (resuming from the run's latest checkpoint) and evaluate, skipping finished stages.
-    Returns None on success, else the error record (also written to error.json)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+def stage_env(threads: int, devices: Optional[str] = None, extra: Optional[dict] = None) -> dict:
+    """The environment of a stage: torch threads, the GPUs it may see (`"0,1"`), launcher variables."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **(extra or {}))
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
+    return env
+
+
+DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def execute_run(children: Children, folder: Path, eval_cfg: Optional[EvalConfig], env: dict,
+                train_cmd: Optional[list[str]] = None) -> Optional[dict]:
+    """Train (resuming from the run's latest checkpoint; `train_cmd`, default one `mm1 pretrain`) and
+    evaluate (one process), skipping finished stages. Returns None on success, else the error record
+    (also written to error.json); raises Stopped when a stop request cut a stage short."""
     (folder / ERROR).unlink(missing_ok=True)
     error = None
     if not (folder / TRAIN_DONE).is_file():
-        error = _stage(children, folder, "train", train_command(folder), folder / TRAIN_DONE, env)
+        error = _stage(children, folder, "train", train_cmd or train_command(folder), folder / TRAIN_DONE, env)
     if error is None and eval_cfg is not None and not (folder / EVAL_DONE).is_file():
-        error = _stage(children, folder, "eval", eval_command(folder), folder / EVAL_DONE, env)
+        one = {k: v for k, v in env.items() if k not in DIST_VARS}
+        error = _stage(children, folder, "eval", eval_command(folder), folder / EVAL_DONE, one)
     if error is not None:
         (folder / ERROR).write_text(json.dumps(error, indent=2) + "\n")
     return error

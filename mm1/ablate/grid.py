@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from mm1.ablate.spec import (EXPECT, FINDING_KINDS, LR_SELECT, PLOT_KINDS, RESULT_COLUMNS, SHOTS_AXIS, FindingSpec,
-                             GridSpec, Value)
+from mm1.ablate.spec import (EXPECT, FINDING_KINDS, LAUNCHERS, LR_SELECT, PLOT_KINDS, RESULT_COLUMNS, SHOTS_AXIS,
+                             STOP_SIGNALS, FindingSpec, GridSpec, LaunchSpec, Value)
 from mm1.config import Config, ConfigError, load_config
 from mm1.config.tree import build
 from mm1.config.validate import check_eval
@@ -54,11 +54,11 @@ def grid_path(ref: str | Path) -> Path:
     return named
 
 
-SHALLOW_MERGED = ("set", "eval", "plot", "lr_fit")
+SHALLOW_MERGED = ("set", "eval", "plot", "lr_fit", "launch")
 
 
 def apply_preset(grid: dict, preset: dict) -> dict:
-    """A preset's keys replace the grid's, except: `set`, `eval`, `plot` and `lr_fit` merge key by key, and
+    """A preset's keys replace the grid's, except: `set`, `eval`, `plot`, `lr_fit` and `launch` merge key by key, and
     `axes` merges per axis (an axis's own keys replace; `axes.NAME: null` drops the axis)."""
     out = copy.deepcopy(grid)
     for key, value in copy.deepcopy(preset).items():
@@ -91,8 +91,19 @@ def parse_changes(changes: list[str]) -> dict:
     return out
 
 
-def load_grid(ref: str | Path, preset: str | None = None, changes: list[str] = ()) -> GridSpec:
-    """The grid file, then its preset, then command-line `changes` (applied as a preset is)."""
+def with_launch(data: dict, launch: dict) -> dict:
+    """The grid's `launch` with the command line's launcher flags over it (`sbatch` options merge by name)."""
+    old = data.get("launch") if isinstance(data.get("launch"), dict) else {}
+    new = {**old, **launch}
+    if isinstance(old.get("sbatch"), dict) and isinstance(launch.get("sbatch"), dict):
+        new["sbatch"] = {**old["sbatch"], **launch["sbatch"]}
+    return {**data, "launch": new}
+
+
+def load_grid(ref: str | Path, preset: str | None = None, changes: list[str] = (),
+              launch: dict | None = None) -> GridSpec:
+    """The grid file, then its preset, then command-line `changes` (applied as a preset is), then the
+    command line's launcher flags (`launch`: LaunchSpec keys)."""
     path = grid_path(ref)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -108,6 +119,8 @@ def load_grid(ref: str | Path, preset: str | None = None, changes: list[str] = (
         data, where = apply_preset(data, presets[preset]), f"{path} (preset {preset})"
     if changes:
         data, where = apply_preset(data, parse_changes(list(changes))), f"{where} with {' '.join(changes)}"
+    if launch:
+        data = with_launch(data, launch)
     try:
         grid = build(GridSpec, data)
     except ConfigError as err:
@@ -139,6 +152,7 @@ def check_grid(grid: GridSpec, where: str) -> None:
     if not grid.seeds:
         raise GridError(f"{where}: seeds: at least one seed is needed")
     tasks = _check_eval(grid, where)
+    check_launch(grid.launch, f"{where}: launch")
     _check_views(grid, where, column_names(grid))
     for i, finding in enumerate(grid.findings):
         _check_finding(grid, finding, f"{where}: findings[{i}]", tasks, grid.findings, i)
@@ -153,6 +167,26 @@ def _check_eval(grid: GridSpec, where: str) -> list[str]:
         return [spec.name for spec in select_tasks(grid.eval.tasks or DEFAULT_TASKS, load_specs())]
     except (ValueError, FileNotFoundError, ConfigError) as err:
         raise GridError(f"{where}: {err}" if isinstance(err, ConfigError) else f"{where}: eval.tasks: {err}") from None
+
+
+def check_launch(launch: LaunchSpec, at: str) -> None:
+    """The launcher settings, checked before anything is submitted; `at` names the key path."""
+    if launch.launcher not in LAUNCHERS:
+        raise GridError(f"{at}.launcher: {launch.launcher!r} is not one of {', '.join(LAUNCHERS)}")
+    for key in ("gpus_per_run", "nodes", "time", "cpus_per_task"):
+        value = getattr(launch, key)
+        if value is not None and value < 1:
+            raise GridError(f"{at}.{key}: {value} must be >= 1")
+    if launch.signal_delay_s < 0:
+        raise GridError(f"{at}.signal_delay_s: {launch.signal_delay_s} must be >= 0")
+    if launch.signal not in STOP_SIGNALS:
+        raise GridError(f"{at}.signal: {launch.signal!r} is not one of {', '.join(STOP_SIGNALS)} "
+                        "(the signals mm1 pretrain checkpoints on)")
+    if launch.nodes > 1 and launch.launcher != "slurm":
+        raise GridError(f"{at}.nodes: {launch.nodes} nodes need the slurm launcher (launcher is {launch.launcher})")
+    for key, value in launch.sbatch.items():
+        if isinstance(value, (list, dict)) or value is None or value is False:
+            raise GridError(f"{at}.sbatch.{key}: {value!r}; an sbatch option takes a number, a string or true")
 
 
 def column_levels(grid: GridSpec) -> dict[str, list[str]]:

@@ -18,6 +18,11 @@ plus dotted overrides. Example (MM1 Figure 4, abridged):
     presets:
       tiny: {base: ../recipes/tiny.yaml, axes: {tokens: {values: [4, 16]}}}
 
+How the runs are started is the grid's `launch` (`LaunchSpec`; the command line's `--launcher`,
+`--gpus-per-run`, `--nodes`, `--partition`, ... replace its keys):
+
+    launch: {launcher: slurm, nodes: 1, gpus_per_run: 8, time: 240, partition: gpu, sbatch: {constraint: h100}}
+
 An axis is either `key` + `values` (one override per level) or `levels`
 (label -> several overrides). `variants` is an explicit list of runs instead of
 (or crossed with) the axes. A preset replaces the grid's keys, except that
@@ -39,6 +44,8 @@ RESULT_COLUMNS = ("run", "seed", "status", "task", "metric", "shots", "score", "
 LR_SELECT = ("final_loss", "eval_average")
 FINDING_KINDS = ("effect", "spread")
 EXPECT = ("increase", "decrease")
+LAUNCHERS = ("local", "torchrun", "slurm")
+STOP_SIGNALS = ("USR1", "USR2", "TERM")  # the signals `mm1 pretrain` checkpoints and exits on
 SHOTS_AXIS = "shots"  # a finding's axis that compares shot counts within each run
 Label = Union[str, int, float]  # a level as written in a finding; compared as text with the run labels
 
@@ -92,6 +99,23 @@ class FindingSpec:
 
 
 @dataclass
+class LaunchSpec:
+    """How each run is started (mm1.ablate.launchers); the same bookkeeping for every launcher."""
+    launcher: str = "local"  # local: one process per run, --jobs at a time | torchrun | slurm
+    gpus_per_run: int = 1  # torchrun: processes per run (one GPU each; gloo CPU processes without GPUs); slurm: per node
+    nodes: int = 1  # slurm: nodes per run (gpus_per_run processes on each)
+    request_gpus: bool = True  # slurm: ask for gpus_per_run GPUs per node; false: CPU processes (a CPU partition)
+    cpus_per_task: Optional[int] = None  # slurm: CPUs per process (torch threads); None = the partition's default
+    time: int = 60  # slurm: time limit of each job, minutes; a job stopped by it is requeued and resumes
+    partition: Optional[str] = None  # slurm
+    account: Optional[str] = None  # slurm
+    qos: Optional[str] = None  # slurm
+    signal: str = "USR2"  # slurm: what Slurm sends `signal_delay_s` before the time limit (sbatch --signal)
+    signal_delay_s: int = 120  # slurm: time left for the checkpoint after that signal
+    sbatch: dict[str, Value] = field(default_factory=dict)  # slurm: extra sbatch options, {constraint: h100}
+
+
+@dataclass
 class GridSpec:
     name: str
     base: str  # recipe YAML, relative to the grid file
@@ -106,4 +130,5 @@ class GridSpec:
     plot: Optional[PlotSpec] = None
     lr_fit: Optional[LrFitSpec] = None
     findings: list[FindingSpec] = field(default_factory=list)
+    launch: LaunchSpec = field(default_factory=LaunchSpec)
     presets: dict[str, dict] = field(default_factory=dict)  # name -> partial grid merged onto this one

@@ -1,31 +1,26 @@
-"""Run a grid's runs, each in `<out>/runs/<name>/`, resumably and `jobs` at a time.
+"""Run a grid's runs, each in `<out>/runs/<name>/`, resumably, through the grid's launcher.
 
     plan = Plan(grid, runs, configs, preset)   # from mm1.ablate.grid
-    outcome = run_sweep(plan, out, jobs=2)
+    outcome = run_sweep(plan, out, jobs=2)     # grid.launch.launcher: local, torchrun or slurm
 
 Re-running the same sweep skips finished runs (train.done and eval.done), resumes
 unfinished ones from their latest checkpoint (`--resume auto`) and retries failed
 ones. A failed run is recorded (error.json, and a row in results.csv) while the
 others go on. A run folder written for a different config is an error, named,
-before anything runs. SIGINT / SIGTERM stop the sweep cleanly: every running
+before anything runs. SIGINT / SIGTERM stop a local sweep cleanly: every running
 pretrain writes a checkpoint and exits; the next sweep continues from there.
+Slurm jobs outlive the sweep that submitted them; the next sweep watches them.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
-import os
-import queue
-import signal
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from mm1.ablate.execute import EVAL_DONE, TRAIN_DONE, Children, Stopped, execute_run
+from mm1.ablate.execute import is_finished
+from mm1.ablate.jobs import SweepLocked, sweep_lock
 from mm1.ablate.grid import RunSpec
 from mm1.ablate.spec import GridSpec
 from mm1.config import Config, dump_yaml
@@ -50,15 +45,20 @@ class SweepOutcome:
     skipped: list[str]  # finished before this sweep
     finished: list[str]
     failed: dict[str, dict]  # name -> error record
-    stopped: bool = False
+    stopped: bool = False  # some runs were stopped before they finished (they resume next time)
+    submitted: list[str] = field(default_factory=list)  # slurm: runs whose jobs were left queued or running
+
+    def record(self, name: str, error: Optional[dict], log) -> None:
+        if error is None:
+            self.finished.append(name)
+            log(f"mm1 ablate: done  {name}")
+        else:
+            self.failed[name] = error
+            log(f"mm1 ablate: FAILED {name} ({error['stage']}): {error['error']}")
 
 
 def run_folder(out: Path, run: RunSpec) -> Path:
     return out / "runs" / run.name
-
-
-def is_finished(folder: Path, grid: GridSpec) -> bool:
-    return (folder / TRAIN_DONE).is_file() and (grid.eval is None or (folder / EVAL_DONE).is_file())
 
 
 def _first_difference(old, new, path: str = "") -> str:
@@ -100,82 +100,29 @@ def write_plan(out: Path, plan: Plan) -> None:
     (out / PLAN).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def sweep_lock(out: Path):
-    with open(out / ".sweep.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(f"another sweep is running in {out}") from None
-        yield
+def run_sweep(plan: Plan, out: Path, jobs: Optional[int] = None, log: Callable[[str], None] = print,
+              wait: bool = True) -> SweepOutcome:
+    """Every unfinished run of `plan` in `out`, started by the grid's launcher (plan.grid.launch):
+    `jobs` at a time for local and torchrun; for slurm, one job each (`wait`: until they end)."""
+    from mm1.ablate.launchers import LaunchError, check_launch_args, launch_runs
 
-
-@contextlib.contextmanager
-def stop_on_signals(children: Children):
-    """SIGINT / SIGTERM ask every child to checkpoint and exit (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, lambda *_: children.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def worker_slots(jobs: int) -> tuple[int, list[Optional[int]]]:
-    """Torch threads per job (the usable CPUs split evenly) and one GPU per job slot when GPUs exist."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    import torch
-
-    gpus = torch.cuda.device_count()
-    return max(1, cpus // jobs), [i % gpus if gpus else None for i in range(jobs)]
-
-
-def run_sweep(plan: Plan, out: Path, jobs: int = 1, log: Callable[[str], None] = print) -> SweepOutcome:
+        check_launch_args(plan.grid, jobs, wait)
+    except LaunchError as err:
+        raise SweepError(str(err)) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if jobs < 1:
-        raise SweepError(f"--jobs must be >= 1, got {jobs}")
-    with sweep_lock(out):
-        folders = [prepare_folder(out, r, c, plan.grid) for r, c in zip(plan.runs, plan.configs)]
-        write_plan(out, plan)
-        done = [is_finished(f, plan.grid) for f in folders]
-        todo = [(r, f) for r, f, d in zip(plan.runs, folders, done) if not d]
-        outcome = SweepOutcome(skipped=[r.name for r, d in zip(plan.runs, done) if d], finished=[], failed={})
-        log(f"mm1 ablate: {len(plan.runs)} runs, {len(outcome.skipped)} already finished, {len(todo)} to run, "
-            f"{jobs} at a time; folder {out}")
-        _execute(plan.grid, todo, jobs, outcome, log)
+    launcher = plan.grid.launch.launcher
+    try:
+        with sweep_lock(out, launcher):
+            folders = [prepare_folder(out, r, c, plan.grid) for r, c in zip(plan.runs, plan.configs)]
+            write_plan(out, plan)
+            done = [is_finished(f, plan.grid) for f in folders]
+            todo = [(r, f) for r, f, d in zip(plan.runs, folders, done) if not d]
+            outcome = SweepOutcome(skipped=[r.name for r, d in zip(plan.runs, done) if d], finished=[], failed={})
+            log(f"mm1 ablate: {len(plan.runs)} runs, {len(outcome.skipped)} already finished, {len(todo)} to run, "
+                f"launcher {launcher}; folder {out}")
+            launch_runs(plan.grid, todo, jobs, outcome, log, wait)
+    except (SweepLocked, LaunchError) as err:
+        raise SweepError(str(err)) from None
     return outcome
-
-
-def _execute(grid: GridSpec, todo: list, jobs: int, outcome: SweepOutcome, log) -> None:
-    threads, gpus = worker_slots(jobs)
-    slots: queue.Queue = queue.Queue()
-    for gpu in gpus:
-        slots.put(gpu)
-    children, lock = Children(), threading.Lock()
-
-    def one(run: RunSpec, folder: Path) -> None:
-        gpu = slots.get()
-        try:
-            log(f"mm1 ablate: start {run.name}")
-            error = execute_run(children, folder, grid.eval, threads, gpu)
-        except Stopped:
-            with lock:
-                outcome.stopped = True
-            return
-        finally:
-            slots.put(gpu)
-        with lock:
-            if error is None:
-                outcome.finished.append(run.name)
-                log(f"mm1 ablate: done  {run.name}")
-            else:
-                outcome.failed[run.name] = error
-                log(f"mm1 ablate: FAILED {run.name} ({error['stage']}): {error['error']}")
-
-    with stop_on_signals(children), ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(one, r, f) for r, f in todo]:
-            future.result()

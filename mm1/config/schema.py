@@ -154,6 +154,8 @@ class ParallelConfig:
     dp_shard: int = -1  # ranks each replica is sharded over; -1 = world_size / dp_replicate
     activation_checkpointing: bool = False  # recompute decoder layers and vision blocks in backward
     compile: bool = False  # torch.compile each decoder layer and vision block
+    gpus: Optional[int] = checked(None, ">0")  # the GPU count the recipe's layout is written for (mm1 info's
+    #   default --gpus); informative: a run uses the processes it is launched with
 
 
 @dataclass

@@ -149,7 +149,8 @@ def write_run_files(run_dir: Path, cfg: Config, counts: dict) -> None:
 def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     """Train `cfg`; `resume` = "auto" (latest checkpoint of the run, if any) or a checkpoint path.
     Returns the run folder; its `checkpoint/` holds the final model once training is complete.
-    Raises StoppedBySignal when SIGTERM / SIGINT stopped it early (after a checkpoint)."""
+    Raises StoppedBySignal when a stop signal (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) stopped it early (after a
+    checkpoint)."""
     trainer = build_trainer(cfg, resume)
     try:
         finished = trainer.run()

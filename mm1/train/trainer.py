@@ -27,7 +27,7 @@ from mm1.train.runtime import autocast
 
 
 class StoppedBySignal(Exception):
-    """SIGTERM / SIGINT stopped the run after a checkpoint; the command exits 128 + the signal number."""
+    """A stop signal (STOP_SIGNALS) stopped the run after a checkpoint; the command exits 128 + the signal number."""
 
     def __init__(self, signum: int):
         super().__init__(f"stopped by signal {signum}")
@@ -139,15 +139,20 @@ class DataStats:
         return out
 
 
+# SIGTERM / SIGINT (a kill, Ctrl-C, a pre-emption) and SIGUSR1 / SIGUSR2 (what a scheduler such as Slurm
+# is asked to send before a time limit, `sbatch --signal=USR2@120`) ask for a checkpoint and a clean exit.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
 class StopSignal:
-    """SIGTERM / SIGINT ask for a checkpoint and a clean exit at the next step boundary."""
+    """A stop signal asks for a checkpoint and a clean exit at the next step boundary."""
 
     def __init__(self):
         self.received: int | None = None
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
