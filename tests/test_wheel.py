@@ -57,11 +57,12 @@ def fresh_env(path: Path) -> Path:
 def test_the_wheel_works_from_an_empty_folder(tmp_path):
     wheel = build_wheel(copy_checkout(tmp_path / "src"), tmp_path / "dist")
     python = fresh_env(tmp_path / "env")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}  # a checkout on the
+    # path would make pip see mm1 as installed already
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True, text=True, timeout=300)
+                    str(wheel)], check=True, capture_output=True, text=True, timeout=300, env=env)
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(OMP_NUM_THREADS="1", MM1_CACHE=str(tmp_path / "cache"))
     mm1 = str(tmp_path / "env" / "bin" / "mm1")
 
@@ -70,8 +71,10 @@ def test_the_wheel_works_from_an_empty_folder(tmp_path):
         assert proc.returncode == 0, f"mm1 {' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
-    where = subprocess.run([str(python), "-c", "import mm1; print(mm1.__file__)"], cwd=empty, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    proc = subprocess.run([str(python), "-c", "import mm1; print(mm1.__file__)"], cwd=empty, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    where = proc.stdout
     assert where.startswith(str(tmp_path / "env")), where  # the wheel's mm1, not this checkout's
     assert "synth_vqa" in run("eval", "--list-tasks") and "vqav2" in run("eval", "--list-tasks")
     assert "avg_pool" in run("ablate", "--grid", "connectors", "--dry-run")
