@@ -20,11 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {  # name -> (environment, overrides)
-    "default threads": ({}, []),
+    "default threads": ({}, []),  # OMP_WAIT_POLICY unset: libgomp spins a while before it sleeps
     "OMP_WAIT_POLICY=passive": ({"OMP_WAIT_POLICY": "passive"}, []),
     "train.threads=1": ({}, ["train.threads=1"]),
 }
+COMPETITORS = ("none", "busy loop, unpinned", "busy loop, pinned to the last core")
 BUSY = [sys.executable, "-c", "while True: pass"]
+# mm1.cli itself, not the `mm1` entry point (mm1.entry), whose default OMP_WAIT_POLICY would hide the setting
+CLI = "import sys; from mm1.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def competitor(kind: str):
@@ -41,7 +44,7 @@ def one_run(setting: str, data_root: str, out: Path, steps: int) -> dict:
     env.update(env_extra)
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mm1", "pretrain", str(ROOT / "recipes" / "tiny.yaml"),
+    subprocess.run([sys.executable, "-c", CLI, "pretrain", str(ROOT / "recipes" / "tiny.yaml"),
                     f"data.root={data_root}", "data.synth=null", f"output.dir={out}", f"train.steps={steps}",
                     "train.log_every=1", *overrides], env=env, cwd=ROOT, check=True, capture_output=True)
     wall = time.perf_counter() - start
@@ -57,10 +60,12 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--competitors", default="all", help="comma-separated indices into COMPETITORS (0,1,2) or all")
     args = p.parse_args()
     rows = []
     for repeat in range(args.repeats):
-        for kind in ("none", "busy loop, unpinned", "busy loop, pinned to the last core"):
+        kinds = COMPETITORS if args.competitors == "all" else [COMPETITORS[int(i)] for i in args.competitors.split(",")]
+        for kind in kinds:
             busy = competitor(kind)
             try:
                 for setting in SETTINGS:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import shlex
 import struct
+import subprocess
 import sys
 
 import numpy as np
@@ -20,7 +22,7 @@ from mm1.train.metrics import read_metrics
 from mm1.train.mfu import describe_peak, gpu_peak_flops, mfu_key
 from mm1.train.plot import eval_means
 from mm1.train.pretrain import pretrain
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 
 SMALL = ["model.decoder.num_layers=1", "model.vision.layers=1", "data.seq_len=96"]
 
@@ -172,3 +174,13 @@ def test_mm1_plot_errors_are_exit_2_and_write_nothing(tmp_path, capsys):
     assert "is not a PNG" in capsys.readouterr().err and notes.read_text() == "mine"
     assert main(["plot", str(run), "--out", str(tmp_path / "p.png"), "--x", "tokens"]) == 2
     assert "no tokens_seen" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy, runtime_sees", [(None, "GOMP_SPINCOUNT = '0'"), ("active", "OMP_WAIT_POLICY = 'ACTIVE'")])
+def test_the_mm1_command_starts_openmp_passive_unless_told_otherwise(policy, runtime_sees):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update({"OMP_DISPLAY_ENV": "verbose", "PYTHONPATH": str(ROOT), **({"OMP_WAIT_POLICY": policy} if policy else {})})
+    proc = subprocess.run([sys.executable, "-m", "mm1", "info", str(TINY)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert runtime_sees in proc.stderr  # what torch's OpenMP runtime (libgomp) read at start-up
