@@ -5,9 +5,9 @@
                                (project output.wandb_project; WANDB_MODE=offline keeps it in <run>/wandb/)
 
 A logger turned on without its package stops the run before anything is built (check_logger_packages).
-On a resume, TensorBoard hides the events after the checkpoint's step (purge_step) and W&B continues
-the same run (its id is kept in <run>/wandb/run_id); W&B keeps the first values of the steps between
-the checkpoint and the interruption, which are logged again.
+On a resume, TensorBoard hides the events after the checkpoint's step (purge_step). W&B continues the
+same run id (kept in <run>/wandb/run_id; offline, each session is its own offline-run folder) and is
+sent the steps after the checkpoint again: what it keeps of a step it has seen is W&B's rule.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class WandbLogger:
         self.run.log(scalars(record), step=record["step"])
 
     def resume_at(self, step: int) -> None:
-        pass  # the same W&B run continues; the steps it has seen keep their values
+        pass  # the same W&B run id continues (resume="allow")
 
     def close(self) -> None:
         self.run.finish()

@@ -98,7 +98,7 @@ def describe_peak(device: torch.device, peak: Optional[float], source: str) -> s
     """One line saying what a run's logged MFU is measured against."""
     key = mfu_key(device)
     if peak is None:
-        return f"no datasheet peak is known ({source}): {key} is not logged (model_flops_per_s is)"
+        return f"{key} is not logged: mm1.train.mfu.GPU_PEAKS has no {source} (model_flops_per_s is logged)"
     rate = f"{peak / 1e12:.0f} TFLOP/s" if peak >= 1e12 else f"{peak / 1e9:.0f} GFLOP/s"
     return f"{key} in metrics.jsonl is against {rate}, {source}"
 
