@@ -30,7 +30,7 @@ def eval_command(run_dir, cfg) -> str:
     if e.tasks:
         data_dir = f" --data-dir {shlex.quote(e.data_dir)}" if e.data_dir else ""
         return f"mm1 eval {run} --tasks {e.tasks} --shots {shots}{data_dir}"
-    if cfg.data.synth is not None or (Path(cfg.data.root) / MANIFEST).is_file():
+    if cfg.data.synth is not None or (cfg.data.root and (Path(cfg.data.root) / MANIFEST).is_file()):
         return f"mm1 eval {run} --tasks synthetic --shots 0,4,8"
     return f"mm1 eval {run} --tasks mm1_pretrain --data-dir EVAL_DATA_DIR --shots 0,4,8 (see mm1 eval --list-tasks)"
 

@@ -145,7 +145,7 @@ def test_mfu_is_logged_only_against_a_datasheet_peak():
 def test_mm1_plot_draws_loss_and_eval_curves_of_runs(tiny_overrides, tmp_path, capsys):
     runs = []
     for lr in ("1e-3", "3e-3"):
-        overrides = tiny_overrides[:-3] + [f"output.dir={tmp_path / f'lr{lr}'}"] + tiny_overrides[-2:]
+        overrides = [o for o in tiny_overrides if not o.startswith("output.dir=")] + [f"output.dir={tmp_path / f'lr{lr}'}"]
         runs.append(pretrain(load_config(TINY, overrides + SMALL + [
             "train.steps=4", f"optim.lr={lr}", "eval.tasks=synth_vqa", "eval.every=2", "eval.limit=2",
             "eval.shots=[0]"])))
