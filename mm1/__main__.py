@@ -1,5 +1,5 @@
 import sys
 
-from mm1.cli import main
+from mm1.entry import main
 
 sys.exit(main())

@@ -87,6 +87,13 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from mm1.train.plot import plot_runs
+
+    print(f"mm1: plotted {len(args.runs)} run(s) to {plot_runs(args.runs, args.out, args.x)}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mm1", description="MM1-style multimodal LLM pre-training and ablations.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -142,6 +149,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_generate, usage_errors=(FileNotFoundError, ValueError))
+
+    p = sub.add_parser("plot", help="draw runs' loss (and eval) curves to a PNG",
+                       description="Draw the training loss of one or more runs, and their evaluations during "
+                                   "training (eval/average/<k>shot), from metrics.jsonl to a PNG.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (output.dir)")
+    p.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png; replaces only a PNG)")
+    p.add_argument("--x", choices=("step", "tokens", "time"), default="step",
+                   help="x axis: optimizer step, tokens seen or training wall time")
+    p.set_defaults(func=cmd_plot, usage_errors=(FileNotFoundError, FileExistsError, ValueError))
 
     from mm1.eval.command import register as register_eval
 

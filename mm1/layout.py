@@ -11,6 +11,7 @@ A run folder (`output.dir`):
   checkpoint/       the final model (a model folder): what mm1.load, mm1 eval and mm1 export read
   checkpoints/      full training state for --resume: step_N/ (model folder + training state), latest
   eval/             evaluation outputs: mm1 eval's, and eval/step_N/ during training
+  tensorboard/      output.tensorboard's event files   wandb/   output.wandb's run id and W&B's files
 
 An evaluation folder (mm1 eval --out, eval/step_N): predictions.jsonl, results.json, table.md, table.csv.
 
@@ -47,6 +48,8 @@ class RunDir(_Folder):
     checkpoints = _at("checkpoints")
     latest = _at("checkpoints/latest")  # names the newest complete step_N
     eval = _at("eval")
+    tensorboard = _at("tensorboard")  # output.tensorboard's event files
+    wandb = _at("wandb")  # output.wandb: W&B's own files (offline runs) and run_id
 
     def eval_at(self, step: int) -> Path:
         return self.eval / f"step_{step}"

@@ -161,7 +161,10 @@ class ParallelConfig:
 @dataclass
 class OutputConfig:
     dir: str = "runs/tiny"  # run folder: resolved config, metrics.jsonl, checkpoint/
-    tensorboard: bool = False
+    tensorboard: bool = False  # also log the metrics to <dir>/tensorboard (the extra mm1[tensorboard])
+    wandb: bool = False  # also log the metrics and config to Weights & Biases (the extra mm1[wandb];
+    # WANDB_MODE=offline writes the W&B run to <dir>/wandb only, for a later `wandb sync`)
+    wandb_project: str = "mm1"  # the W&B project of output.wandb
 
 
 @dataclass

@@ -20,7 +20,9 @@ A step of T tokens and I images: T * decoder_flops_per_token + I * image_flops.
 Peaks: a table of dense (no 2:4 sparsity) bf16 tensor-core FLOP/s per GPU model
 from the vendors' datasheets (fp16 where the GPU has no bf16); for a CPU, the best
 rate of a short fp32 matmul probe on the threads torch uses (a measured peak,
-which a shared, busy machine lowers).
+which a shared, busy machine lowers: runs of the tiny recipe on a loaded 2-core VM
+probed 93 to 206 GFLOP/s). A run therefore logs `mfu` only against a datasheet
+peak; on a CPU it logs `mfu_estimate`, against the probe.
 """
 from __future__ import annotations
 
@@ -83,7 +85,22 @@ def device_peak_flops(device: torch.device) -> tuple[Optional[float], str]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return gpu_peak_flops(name), f"datasheet dense bf16 peak of {name!r}"
-    return cpu_peak_flops(), f"fp32 matmul probe on {torch.get_num_threads()} CPU thread(s)"
+    return cpu_peak_flops(), (f"a 1-s fp32 matmul probe on {torch.get_num_threads()} CPU thread(s) at start-up: "
+                              f"an estimate, which a busy machine lowers")
+
+
+def mfu_key(device: torch.device) -> str:
+    """The metrics key of a run's MFU: `mfu` against a datasheet peak, `mfu_estimate` against a CPU probe."""
+    return "mfu" if device.type == "cuda" else "mfu_estimate"
+
+
+def describe_peak(device: torch.device, peak: Optional[float], source: str) -> str:
+    """One line saying what a run's logged MFU is measured against."""
+    key = mfu_key(device)
+    if peak is None:
+        return f"{key} is not logged: mm1.train.mfu.GPU_PEAKS has no {source} (model_flops_per_s is logged)"
+    rate = f"{peak / 1e12:.0f} TFLOP/s" if peak >= 1e12 else f"{peak / 1e9:.0f} GFLOP/s"
+    return f"{key} in metrics.jsonl is against {rate}, {source}"
 
 
 def decoder_flops_per_token(decoder: torch.nn.Module, seq_len: int) -> int:

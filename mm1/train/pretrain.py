@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -22,13 +23,15 @@ from mm1.tokenizer import build_tokenizer
 from mm1.train.checkpoints import full_model_state
 from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
 from mm1.train.evaluation import check_training_eval, prepare_training_eval
-from mm1.train.mfu import device_peak_flops, image_flops
+from mm1.train.loggers import check_logger_packages, open_loggers
+from mm1.train.mfu import describe_peak, device_peak_flops, image_flops, mfu_key
 from mm1.train.model_folder import save_model_folder
 from mm1.train.optim import build_optimizer, resolve_lr
 from mm1.train.parallelize import parallelize, unwrap
 from mm1.train.provenance import provenance
 from mm1.train.resume import check_new_run, resolve_resume
 from mm1.train.runtime import autocast_dtype, pick_device, seed_everything
+from mm1.train.summary import run_summary
 from mm1.train.trainer import StoppedBySignal, Trainer
 from mm1.train.warmstart import ensure_warm_start, warm_start_path
 
@@ -99,6 +102,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
     check_training_eval(cfg)
     run_dir = Path(cfg.output.dir)
     check_pretrained_paths(cfg)
+    check_logger_packages(cfg)
     check_new_run(run_dir, resume)
     check_data_root(cfg)
     check_tokenizer_fits(cfg, build_tokenizer(cfg.model.tokenizer))  # before the corpus and the model
@@ -125,12 +129,16 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         print(f"mm1: {counts['total'] / 1e6:.1f}M parameters, lr {cfg.optim.lr:.3g}, device {device}, "
               f"{d.world_size} process(es), run {run_dir}")
     amp = autocast_dtype(cfg.train, device)
-    flops = {"per_image": image_flops(model), "peak": device_peak_flops(device)[0]}
+    peak, peak_source = device_peak_flops(device)
+    flops = {"per_image": image_flops(model), "peak": peak, "mfu_key": mfu_key(device)}
+    if d.is_main:
+        print(f"mm1: {describe_peak(device, peak, peak_source)}")
     model = parallelize(model, cfg.parallel, d, device, amp)
     optimizer = build_optimizer(model, cfg.optim, cfg.optim.lr, cfg.optim.weight_decay)
     loader = build_loader(cfg, tokenizer, rank=d.rank, world_size=d.world_size)
     trainer = Trainer(cfg, model=model, optimizer=optimizer, loader=loader, tokenizer=tokenizer, device=device,
-                      amp_dtype=amp, run_dir=run_dir, dist=d, flops=flops, eval_tasks=eval_tasks)
+                      amp_dtype=amp, run_dir=run_dir, dist=d, flops=flops, eval_tasks=eval_tasks,
+                      loggers=open_loggers(run_dir, cfg) if d.is_main else ())
     start = resolve_resume(run_dir, resume, announce=d.is_main)
     if start is not None:
         trainer.restore(start)
@@ -151,11 +159,14 @@ def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:
     Returns the run folder; its `checkpoint/` holds the final model once training is complete.
     Raises StoppedBySignal when a stop signal (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) stopped it early (after a
     checkpoint)."""
+    started = time.perf_counter()
     trainer = build_trainer(cfg, resume)
     try:
         finished = trainer.run()
         if finished:
             save_final(trainer)
+            if trainer.dist.is_main:
+                print(run_summary(trainer, time.perf_counter() - started))
     finally:
         trainer.close()
         cleanup(trainer.dist)

@@ -18,7 +18,7 @@ from mm1.layout import RunDir
 from mm1.train.checkpoints import load_state, save_state
 from mm1.train.distributed import Dist, all_reduce_sum
 from mm1.train.evaluation import evaluate_run
-from mm1.train.metrics import MetricsWriter, Throughput
+from mm1.train.metrics import MetricsWriter, Progress, Throughput
 from mm1.train.mfu import step_flops
 from mm1.train.optim import lr_at
 from mm1.train.resume import schedule_change
@@ -166,21 +166,23 @@ class StopSignal:
 
 class Trainer:
     def __init__(self, cfg: Config, *, model, optimizer, loader, tokenizer, device, amp_dtype, run_dir: Path,
-                 dist: Dist = Dist(), flops: dict | None = None, eval_tasks: list | None = None):
+                 dist: Dist = Dist(), flops: dict | None = None, eval_tasks: list | None = None, loggers: tuple = ()):
         self.cfg, self.model, self.optimizer, self.loader = cfg, model, optimizer, loader
         self.tokenizer, self.device, self.amp_dtype, self.run_dir = tokenizer, device, amp_dtype, Path(run_dir)
         self.dist = dist
-        self.flops = flops or {}  # per_image, peak (FLOP/s or None), from mm1.train.mfu
+        self.flops = flops or {}  # per_image, peak (FLOP/s or None), mfu_key, from mm1.train.mfu
         self.eval_tasks = eval_tasks or []  # TaskData of eval.tasks (mm1.train.evaluation.prepare_training_eval)
         self.step, self.bad_in_a_row, self.skipped_steps = 0, 0, 0
         self.stopped_by: int | None = None  # the signal that stopped the run early
-        self.stats, self.speed = DataStats(loader), Throughput()
-        self.writer = MetricsWriter(self.run_dir, cfg.output.tensorboard) if dist.is_main else None
+        self.stats, self.speed, self.progress = DataStats(loader), Throughput(), Progress()
+        self.writer = MetricsWriter(self.run_dir, loggers) if dist.is_main else None
 
     def restore(self, path: Path) -> None:
         state = load_state(path, self.model, self.optimizer, self.dist)
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
         self.stats.restore(state.get("mix", {}))  # checkpoints saved before the three units held none
+        if "progress" in state:  # checkpoints saved before it was counted start from 0
+            self.progress.restore(state["progress"])
         if state.get("data_slots") == self._data_slots():
             per_rank = state["data"]["consumed"] // self.dist.world_size  # ranks consume in lockstep
             self.loader.load_state_dict({"consumed": per_rank, "slots": state["data"]["slots"]})
@@ -210,6 +212,7 @@ class Trainer:
 
     def save(self) -> Path:
         trainer = {"step": self.step, "skipped_steps": self.skipped_steps, "mix": self.stats.state(),
+                   "progress": self.progress.state(),
                    "data": self._gather_data_state(), "data_slots": self._data_slots()}
         return save_state(self.run_dir, self.model, self.optimizer, self.cfg, self.tokenizer, trainer,
                           self.cfg.train.keep_checkpoints, self.dist)
@@ -221,6 +224,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="pretrain", dynamic_ncols=True, mininterval=1.0,
                    disable=not self.dist.is_main)
         self.model.train()
+        self.progress.start_clock()
         with StopSignal() as stop:
             while self.step < cfg.steps:
                 result = self._one_step(batches)
@@ -260,6 +264,7 @@ class Trainer:
         result = train_step(self.model, micro, self.optimizer, self.cfg.optim.grad_clip, self.device,
                             self.amp_dtype, self.dist)
         self.speed.add(result.tokens, self._step_flops(result))
+        self.progress.add(result.tokens, result.images)
         self.skipped_steps += result.skipped
         self.bad_in_a_row = self.bad_in_a_row + 1 if result.skipped else 0
         return result
@@ -290,8 +295,9 @@ class Trainer:
         peak = self.flops.get("peak")
         record = {"step": self.step, "loss": result.loss, "lr": self._lr_used(), "grad_norm": result.grad_norm,
                   "tokens_per_s": round(tokens_per_s, 1), "model_flops_per_s": flops_per_s,
-                  "mfu": round(flops_per_s / peak, 4) if peak else None, "images": result.images,
-                  "skipped_steps": self.skipped_steps, **(result.aux or {}), **self.stats.record()}
+                  self.flops.get("mfu_key", "mfu"): round(flops_per_s / peak, 4) if peak else None,
+                  "images": result.images, "skipped_steps": self.skipped_steps, **self.progress.record(),
+                  **(result.aux or {}), **self.stats.record()}
         self.writer.write(record)
         self.stats.warn_unknown(self.cfg.model.tokenizer.kind)
 

@@ -57,7 +57,7 @@ def test_metrics_report_throughput_and_mfu(tiny_overrides):
     run = pretrain(load_config(TINY, tiny_overrides + ["train.steps=2"]))
     last = read_metrics(run)[-1]
     assert last["tokens_per_s"] > 0 and last["model_flops_per_s"] > 0
-    assert 0 < last["mfu"] < 1  # against the CPU's measured matmul peak
+    assert "mfu" not in last and last["mfu_estimate"] > 0  # a CPU has no datasheet peak: against the start-up probe
 
 
 @pytest.mark.slow
