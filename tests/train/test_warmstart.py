@@ -64,9 +64,14 @@ def test_warm_start_is_deterministic_and_keyed_by_resolution(tiny_overrides, tmp
     ("model.vision.pretrained=/tmp/x.pt", "model.vision.warm_start: set together with model.vision.pretrained"),
     ("model.vision.warm_start.source=text", "model.vision.warm_start.source: 'text' is not a caption source"),
 ])
-def test_bad_warm_start_config_exits_2_naming_the_key(tiny_overrides, change, message):
+def test_bad_warm_start_config_is_an_error_naming_the_key(tiny_overrides, change, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         _cfg(tiny_overrides, change)
+
+
+@pytest.mark.slow
+def test_bad_warm_start_config_exits_2_before_training(tiny_overrides):
+    change, message = "model.vision.warm_start.source=text", "model.vision.warm_start.source: 'text' is not"
     proc = subprocess.run([sys.executable, "-m", "mm1", "pretrain", str(TINY), *tiny_overrides, SMALL, change],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
