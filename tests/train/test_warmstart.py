@@ -49,7 +49,7 @@ def test_warm_start_learns_is_cached_and_is_where_pretraining_starts(tiny_overri
 
 @pytest.mark.slow
 def test_warm_start_is_deterministic_and_keyed_by_resolution(tiny_overrides, tmp_path, monkeypatch):
-    cfg = _cfg(tiny_overrides)
+    cfg = load_config(TINY, [*tiny_overrides, "model.vision.warm_start={steps: 4, batch_size: 16}"])
     tok = build_tokenizer(cfg.model.tokenizer)
     first = load_file(str(ensure_warm_start(cfg, tok)))
     monkeypatch.setenv("MM1_CACHE", str(tmp_path / "other_cache"))
