@@ -112,17 +112,17 @@ def load_pairs(cfg: Config, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     source = cfg.data.sources[ws.source]
     key = f"data.sources.{ws.source}.shards"
     images, ids, skips, damaged = [], [], Counter(), Counter()
-    for url in resolve_shards(source.shards, cfg.data.root, key):
-        for sample in read_shard(url, damaged):
-            doc = caption_document(sample, ws.source, skips)
-            if doc is None:
-                continue
-            image, caption = doc.segments
-            images.append(resized(image, size))
-            ids.append(tokenizer(caption, add_special_tokens=False)["input_ids"][: CONTEXT - 1]
-                       + [tokenizer.eos_token_id])
-            if len(images) == ws.max_pairs:
-                return to_tensor(np.stack(images)), _pad(ids, tokenizer.pad_token_id)
+    samples = (s for url in resolve_shards(source.shards, cfg.data.root, key) for s in read_shard(url, damaged))
+    for sample in samples:
+        doc = caption_document(sample, ws.source, skips)
+        if doc is None:
+            continue
+        image, caption = doc.segments
+        images.append(resized(image, size))
+        ids.append(tokenizer(caption, add_special_tokens=False)["input_ids"][: CONTEXT - 1]
+                   + [tokenizer.eos_token_id])
+        if len(images) == ws.max_pairs:
+            break
     if not images:
         raise ValueError(f"model.vision.warm_start.source: {ws.source!r} gave no readable caption pair "
                          f"(skipped: {dict(skips)})")
