@@ -12,6 +12,7 @@ States:
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -95,9 +96,13 @@ def sweep_status(out: Path) -> list[RunState]:
     folders = [out / "runs" / run["name"] for run in plan["runs"]]
     slurm = {}
     if any((read_job(f) or {}).get("launcher") == "slurm" for f in folders):
+        from mm1.ablate.local import LaunchError
         from mm1.ablate.slurm import job_states
 
-        slurm = job_states()
+        try:
+            slurm = job_states()
+        except LaunchError as err:  # the folders still tell what has finished, failed or stopped
+            print(f"mm1: {err}; the Slurm jobs' states below come from their run folders only", file=sys.stderr)
     owner = lock_owner(out)
     return [run_state(f, has_eval, slurm, owner) for f in folders]
 

@@ -68,7 +68,7 @@ LABEL_SENTENCE = (
 QUESTIONS = {
     "colour": ("what colour is the {shape}?", "which colour is the {shape}?"),
     "shape": ("what shape is the {colour} one?", "which shape is {colour}?"),
-    "detail": ("what shape is the small {colour} one?",),
+    "detail": ("what colour is the small one?", "which colour is the small shape?"),
     "count_shape": ("how many {plural} are there?", "how many {plural} are in the picture?"),
     "count_colour": ("how many {colour} shapes are there?",),
     "count_all": ("how many shapes are there?", "how many shapes are in the picture?"),

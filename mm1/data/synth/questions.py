@@ -72,12 +72,11 @@ def _ask_shape(scene, rng, t):
 
 
 def _ask_detail(scene, rng, t):
-    """The shape of the one small object of a colour: a fine detail, lost when the image is downsampled."""
+    """The colour of the scene's one small object: a detail that fills most of a patch at 64 px and a
+    quarter of one at 32 px, where the background swamps it."""
     small = [o for o in scene.objects if o.size == "small"]
-    objs = [o for o in small if sum(p.colour == o.colour for p in small) == 1]
-    if objs:
-        o = rng.choice(objs)
-        return _qa("detail", t, {"colour": o.colour}, o.shape, "other", "shape")
+    if len(small) == 1:
+        return _qa("detail", t, {}, small[0].colour, "other", "colour")
     return None
 
 
@@ -145,7 +144,7 @@ def ask(scene: Scene, rng: random.Random, kinds=None) -> QA | None:
 
 
 def ask_detail(scene: Scene, rng: random.Random) -> QA | None:
-    """A detail question about the scene (see `_ask_detail`), or None when it has no lone small colour."""
+    """A detail question about the scene (see `_ask_detail`), or None unless it has exactly one small object."""
     return _ask_detail(scene, rng, rng.choice(g.QUESTIONS["detail"]))
 
 
