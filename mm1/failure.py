@@ -13,6 +13,8 @@ ENV = "MM1_FAILURE_FILE"
 
 def record(err: BaseException) -> None:
     path = os.environ.get(ENV)
+    if isinstance(err, SystemExit) and err.code in (0, None):  # sys.exit(0) is how a command succeeds
+        return
     if path:
         Path(path).write_text(json.dumps({"type": type(err).__name__, "message": str(err)}) + "\n")
 

@@ -170,6 +170,7 @@ def test_failing_run_is_recorded_while_the_sweep_completes(tmp_path, synth_root,
     error = json.loads((out / "runs" / "broken_s0" / "error.json").read_text())
     assert error["stage"] == "train" and error["returncode"] != 0 and "no_such_folder" in error["error"]
     assert (out / "runs" / "ok_s0" / "eval.done").is_file()
+    assert not list((out / "runs" / "ok_s0").glob("*.failure.json"))  # a stage that succeeded recorded nothing
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {(r["run"], r["status"]) for r in rows} == {("ok_s0", "finished"), ("broken_s0", "failed")}
     assert "no_such_folder" in next(r for r in rows if r["run"] == "broken_s0")["error"]

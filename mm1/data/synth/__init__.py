@@ -15,7 +15,8 @@ Images
     cross; red, green, blue, yellow, purple, orange, white; small or large) in
     five slots (center, left, right, top, bottom) on a gray, black or brown
     background, plain or lightly noisy. A small shape is 1/8 of the image wide:
-    its form is a detail, legible at 64 px and lost at 32 px. Some images carry
+    its colour fills most of an 8-px patch at 64 px and a quarter of one at
+    32 px, where the background swamps it (the detail task). Some images carry
     a "label": a white box near a corner with a 3-letter word or 2-digit
     number drawn in PIL's 6x11 bitmap font with strokes 1/64 of the image wide.
 
@@ -83,9 +84,9 @@ Layout under `out`
                                            "question_tokens", "image_width",
                                            "image_height", "set_name", "flickr_*_url"}]}
                                            One question per image about the label.
-        detail/{split}_questions.json,     VQAv2, as vqa/: "what shape is the small {colour}
-        detail/{split}_annotations.json    one?" for images with a lone small shape of a
-                                           colour (question_id = image_id * 1000 + 2).
+        detail/{split}_questions.json,     VQAv2, as vqa/: "what colour is the small one?"
+        detail/{split}_annotations.json    for images with exactly one small shape
+                                           (question_id = image_id * 1000 + 2).
         dialect/{split}_questions.json,    VQAv2, as vqa/: a colour or shape question whose
         dialect/{split}_annotations.json   10 answers are the evalsets.EVAL_DIALECT word
                                            (question_id = image_id * 1000 + 3).

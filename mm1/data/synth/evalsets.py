@@ -2,8 +2,8 @@
 
 Every eval image carries a label, so one image serves every image task: one
 VQA question about the shapes, one TextVQA question about the label, five
-reference captions, a detail question (the shape of a small object, when the
-scene has one with a colour of its own) and a dialect question (a colour or
+reference captions, a detail question (the colour of the small object, when the
+scene has exactly one) and a dialect question (a colour or
 shape answered in `EVAL_DIALECT`, when the scene allows one). Scenes come from
 their own random streams ("eval-val", "eval-train"), are distinct from one
 another, and their keys are excluded from the training streams. The text
