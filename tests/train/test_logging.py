@@ -46,11 +46,15 @@ def _tensorboard_scalars(folder) -> dict[str, dict[int, float]]:
 
 
 def _wandb_records(run_dir) -> list:
-    """The records of the offline W&B run file: a leveldb log (32 KiB blocks of 7-byte-headed chunks after
+    [path] = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    return _wandb_file_records(path)
+
+
+def _wandb_file_records(path) -> list:
+    """The records of an offline W&B run file: a leveldb log (32 KiB blocks of 7-byte-headed chunks after
     a 7-byte ':W&B' header) of wandb_internal_pb2.Record protobufs."""
     from wandb.proto import wandb_internal_pb2
 
-    [path] = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
     data, block, pos, chunk, records = open(path, "rb").read(), 32768, 7, b"", []
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
@@ -110,6 +114,29 @@ def test_tensorboard_after_a_resume_holds_each_step_once(tiny_overrides):
     assert all(tb["loss"][r["step"]] == pytest.approx(r["loss"], rel=1e-6) for r in again)
     assert [r["tokens_seen"] for r in again] == [r["tokens_seen"] for r in first]  # counted on from the checkpoint
     assert again[-1]["elapsed_s"] > again[1]["elapsed_s"]
+
+
+@pytest.mark.slow
+def test_wandb_after_a_resume_continues_the_same_run_from_the_checkpoint(tiny_overrides, monkeypatch):
+    """Offline, each session is its own run file; both carry the run id kept in <run>/wandb/run_id, and the
+    resumed one logs the steps after the checkpoint, with the values metrics.jsonl then holds."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = tiny_overrides + SMALL + ["train.steps=4", "train.checkpoint_every=2", "train.log_every=1",
+                                          "output.wandb=true", "output.wandb_project=mm1-test"]
+    run = pretrain(load_config(TINY, overrides))
+    pretrain(load_config(TINY, overrides), resume=str(run / "checkpoints" / "step_00000002"))
+    run_id = (run / "wandb" / "run_id").read_text().strip()
+    files = sorted(glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb")))  # named by start time
+    sessions = [_wandb_file_records(path) for path in files]
+    assert len(sessions) == 2, files
+    for records in sessions:
+        starts = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        assert {(s.run_id, s.project) for s in starts} == {(run_id, "mm1-test")}, starts
+    first, resumed = (_wandb_history(records) for records in sessions)
+    assert (sorted(first), sorted(resumed)) == ([1, 2, 3, 4], [3, 4])
+    again = {r["step"]: r for r in read_metrics(run) if r["step"] > 2}
+    assert all(resumed[step]["loss"] == pytest.approx(again[step]["loss"], rel=1e-12) for step in (3, 4))
 
 
 @pytest.mark.slow
