@@ -5,28 +5,13 @@ one's packages (torch, transformers, ...) and pip installs the wheel alone (--no
 from __future__ import annotations
 
 import os
-import shutil
-import site
 import subprocess
 import sys
-import sysconfig
-import venv
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-TOP_LEVEL_LEFT_OUT = {".git", ".venv", "runs", "data", "build", ".pytest_cache"}
-
-
-def copy_checkout(dest: Path) -> Path:
-    """The checkout's files (symbolic links kept), without environments, runs and build outputs."""
-    def ignore(folder, names):
-        left = TOP_LEVEL_LEFT_OUT if Path(folder) == ROOT else set()
-        return {n for n in names if n in left or n == "__pycache__" or n.endswith(".egg-info")}
-
-    return Path(shutil.copytree(ROOT, dest, symlinks=True, ignore=ignore))
+from tests.envs import copy_checkout, fresh_env
 
 
 def build_wheel(src: Path, out: Path) -> Path:
@@ -40,17 +25,6 @@ def build_wheel(src: Path, out: Path) -> Path:
                    check=True, capture_output=True, text=True, timeout=600)
     [wheel] = out.glob("mm1-*.whl")
     return wheel
-
-
-def fresh_env(path: Path) -> Path:
-    """A new virtual environment that also sees this environment's packages (a .pth line), not its mm1."""
-    venv.create(path, with_pip=False)
-    env_python = path / "bin" / "python"
-    purelib = subprocess.run([str(env_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    ours = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
-    Path(purelib, "outer-env.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
-    return env_python
 
 
 @pytest.mark.slow
