@@ -6,6 +6,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "PYTEST_XDIST_WORKER" in os.environ:  # workers share the cores: one torch thread each, set before torch loads
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402

@@ -17,7 +17,7 @@ from mm1.ablate.status import sweep_status
 from mm1.cli import main
 from tests.ablate.sweeps import write_grid
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one worker: one small cluster
 CPU_JOB = ["--launcher", "slurm", "--no-request-gpus", "--cpus-per-task", "1", "--time", "10"]
 
 
