@@ -1,7 +1,7 @@
-"""The tiny recipe on a busy machine: torch's default threads vs one thread vs the OpenMP wait policy,
-with no competitor, a busy-loop competitor the scheduler may move, and one pinned to the last core.
+"""The tiny recipe on a busy machine: torch's default threads vs one thread vs the OpenMP wait policy vs a
+bounded OpenMP spin, with no competitor, a busy-loop competitor the scheduler may move, and one pinned to the last core.
 
-    python benchmarks/busy_laptop.py --data-root CORPUS --out DIR [--steps 20] [--repeats 1]
+    python benchmarks/busy_laptop.py --data-root CORPUS --out DIR [--steps 20] [--repeats 1] [--settings A,B]
 
 CORPUS: the embedded corpus (`mm1 data synth --out CORPUS`). Every run is a fresh `mm1 pretrain
 recipes/tiny.yaml` of --steps steps logged at every step; the table gives the command's wall time and the
@@ -23,6 +23,9 @@ SETTINGS = {  # name -> (environment, overrides)
     "default threads": ({}, []),  # OMP_WAIT_POLICY unset: libgomp spins a while before it sleeps
     "OMP_WAIT_POLICY=passive": ({"OMP_WAIT_POLICY": "passive"}, []),
     "train.threads=1": ({}, ["train.threads=1"]),
+    # a bounded spin (libgomp's iterations before a waiting thread sleeps; passive is 0, unset about 300,000)
+    "GOMP_SPINCOUNT=10000": ({"GOMP_SPINCOUNT": "10000"}, []),
+    "GOMP_SPINCOUNT=100000": ({"GOMP_SPINCOUNT": "100000"}, []),
 }
 COMPETITORS = ("none", "busy loop, unpinned", "busy loop, pinned to the last core")
 BUSY = [sys.executable, "-c", "while True: pass"]
@@ -40,7 +43,7 @@ def competitor(kind: str):
 
 def one_run(setting: str, data_root: str, out: Path, steps: int) -> dict:
     env_extra, overrides = SETTINGS[setting]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra)
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -61,6 +64,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--competitors", default="all", help="comma-separated indices into COMPETITORS (0,1,2) or all")
+    p.add_argument("--settings", default="all", help="comma-separated names of SETTINGS or all")
     args = p.parse_args()
     rows = []
     for repeat in range(args.repeats):
@@ -68,7 +72,7 @@ def main() -> None:
         for kind in kinds:
             busy = competitor(kind)
             try:
-                for setting in SETTINGS:
+                for setting in SETTINGS if args.settings == "all" else args.settings.split(","):
                     run = one_run(setting, args.data_root, args.out / f"r{repeat}-{len(rows)}", args.steps)
                     rows.append({"competitor": kind, "setting": setting, "repeat": repeat, **run})
                     print(json.dumps(rows[-1]), flush=True)
