@@ -1,5 +1,6 @@
 """The tiny recipe on a busy machine: torch's default threads vs one thread vs the OpenMP wait policy vs a
-bounded OpenMP spin, with no competitor, a busy-loop competitor the scheduler may move, and one pinned to the last core.
+bounded OpenMP spin, with no competitor, a busy-loop competitor the scheduler may move, and one pinned to
+the last core.
 
     python benchmarks/busy_laptop.py --data-root CORPUS --out DIR [--steps 20] [--repeats 1] [--settings A,B]
 

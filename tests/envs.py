@@ -3,6 +3,7 @@ user does (the wheel, the README's Quick start). No download: a new environment 
 packages (a .pth line), so pip finds mm1's dependencies installed."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import site
 import subprocess
@@ -21,6 +22,12 @@ def copy_checkout(dest: Path) -> Path:
         return {n for n in names if n in left or n == "__pycache__" or n.endswith(".egg-info")}
 
     return Path(shutil.copytree(ROOT, dest, symlinks=True, ignore=ignore))
+
+
+def builds_offline() -> bool:
+    """Whether pip can build mm1 here without build isolation, so with nothing to fetch: setuptools is
+    installed (else pip fetches the build backend, as a user's `pip install .` does)."""
+    return importlib.util.find_spec("setuptools") is not None
 
 
 PIP = """#!{python}

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.envs import copy_checkout, fresh_env
+from tests.envs import builds_offline, copy_checkout, fresh_env
 
 
 def build_wheel(src: Path, out: Path) -> Path:
-    """pip's own build of the project; without build isolation when setuptools is here (nothing to fetch)."""
-    try:
-        import setuptools  # noqa: F401
-        isolation = ["--no-build-isolation"]
-    except ImportError:
-        isolation = []  # pip fetches the build backend, as `pip install .` does
+    """pip's own build of the project; without build isolation when it can build offline."""
+    isolation = ["--no-build-isolation"] if builds_offline() else []
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation, "-w", str(out), str(src)],
                    check=True, capture_output=True, text=True, timeout=600)
     [wheel] = out.glob("mm1-*.whl")
