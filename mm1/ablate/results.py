@@ -57,6 +57,15 @@ def final_loss(metrics: Path) -> float | None:
     return statistics.fmean(tail)
 
 
+def data_text(data: dict | None) -> str | None:
+    """A run's data in words, from its provenance.json: the synthetic benchmark's version, or the folder."""
+    if not data:
+        return None
+    if data.get("synthetic_version") is not None:
+        return f"the embedded synthetic benchmark, version {data['synthetic_version']} ({Path(data['root']).name})"
+    return data["root"]
+
+
 def _status(folder: Path, has_eval: bool) -> str:
     if (folder / TRAIN_DONE).is_file() and (not has_eval or (folder / EVAL_DONE).is_file()):
         return "finished"
@@ -71,6 +80,11 @@ def _run_info(folder: Path) -> dict:
     if run.params.is_file():
         params = json.loads(run.params.read_text())
         info["params"], info["decoder_non_embedding"] = params.get("total"), params.get("decoder_non_embedding")
+    if run.provenance.is_file():
+        made = json.loads(run.provenance.read_text())
+        commit = made.get("git_commit")
+        info["git_commit"] = f"{commit} with local changes" if commit and made.get("git_dirty") else commit
+        info["data"] = data_text(made.get("data"))
     if (folder / TRAIN_DONE).is_file():
         info["train_seconds"] = json.loads((folder / TRAIN_DONE).read_text()).get("seconds")
     if (folder / ERROR).is_file():

@@ -1,8 +1,8 @@
 """`summary.md`: the paper-shaped tables of an ablation (rows = configurations, columns = k-shot averages).
 
-In order: a header (what the scores are, how a cell reads); the Findings table (the grid's claims,
-mm1.ablate.findings); the main table; the Per task table, which adds each configuration's final training
-loss; the Effects tables (paired axis effects, mm1.ablate.effects); the runs without results.
+In order: a header (what the scores are, which mm1 commit trained the runs on which data, how a cell
+reads); the Findings table (the grid's claims, mm1.ablate.findings); the main table; the Per task table,
+which adds each configuration's final training loss; the Effects tables (paired axis effects, mm1.ablate.effects); the runs without results.
 
 A cell reads `mean ± std [low, high]`: the mean over seeds, the sample std over seeds (when there are
 several) and the 95% bootstrap interval of mm1.ablate.stats, which resamples the seeds and the queries
@@ -12,6 +12,7 @@ bold (highest score, lowest loss; none when the whole column ties).
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from mm1.ablate.effects import AxisEffect
@@ -95,7 +96,7 @@ def _reading(plan: dict, cells: list[Cell], seeds_only: list[str]) -> list[str]:
     return lines
 
 
-def _header(plan: dict, cells: list[Cell], seeds_only: list[str]) -> list[str]:
+def _header(plan: dict, rows: list[dict], cells: list[Cell], seeds_only: list[str]) -> list[str]:
     grid, ev = plan["grid"], plan["grid"]["eval"]
     lines = [f"# Ablation: {grid['name']}" + (f" (preset `{plan['preset']}`)" if plan.get("preset") else ""), ""]
     if grid.get("description"):
@@ -109,13 +110,28 @@ def _header(plan: dict, cells: list[Cell], seeds_only: list[str]) -> list[str]:
     lines += [what, ""]
     if any(t.startswith("synth_") for t in tasks_of(cells)):
         lines += [SYNTHETIC, ""]
-    return lines + _reading(plan, cells, seeds_only)
+    return lines + _made_by(rows) + _reading(plan, cells, seeds_only)
+
+
+def _made_by(rows: list[dict]) -> list[str]:
+    """Which mm1 commit trained the runs, on which data (from each run's provenance.json)."""
+    runs = {r["run"]: r for r in rows if r.get("git_commit") or r.get("data")}
+    if not runs:
+        return []
+
+    def listing(key: str) -> str:
+        counts = Counter(r.get(key) or "unknown" for r in runs.values())
+        if len(counts) == 1:
+            return next(iter(counts))
+        return "; ".join(f"{value} ({n} run{'s' * (n > 1)})" for value, n in counts.most_common())
+
+    return [f"Trained by mm1 at commit {listing('git_commit')}, on {listing('data')}.", ""]
 
 
 def summary_markdown(plan: dict, rows: list[dict], cells: list[Cell], effects: list[AxisEffect] = (),
                      findings: list[FindingResult] = (), seeds_only: list[str] = (), extra: str = "") -> str:
     """`cells` from results.aggregate with effects.add_intervals; `effects` and `findings` as computed."""
-    lines = _header(plan, cells, list(seeds_only)) + findings_markdown(plan, list(findings))
+    lines = _header(plan, rows, cells, list(seeds_only)) + findings_markdown(plan, list(findings))
     lines += ["## Results", "", markdown_table(plan, cells, main_metrics(plan))]
     detail = detail_metrics(cells, plan)
     if detail:

@@ -151,7 +151,7 @@ def write_run_files(run_dir: Path, cfg: Config, counts: dict) -> None:
     run = RunDir(run_dir)
     run.config.write_text(dump_yaml(cfg))
     run.params.write_text(json.dumps(counts, indent=2))
-    run.provenance.write_text(json.dumps(provenance(), indent=2))
+    run.provenance.write_text(json.dumps(provenance(cfg), indent=2))
 
 
 def pretrain(cfg: Config, resume: Optional[str] = None) -> Path:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,8 @@ from mm1.ablate.lrfit import fit_log_linear, fit_lr_law
 from mm1.ablate.report import build_report
 from mm1.cli import main
 from mm1.config import load_config
+from mm1.data.synth.write import VERSION as SYNTH_VERSION
+from mm1.train.provenance import data_provenance, git_commit, git_dirty
 from tests.ablate.sweeps import TASKS, write_fixture_sweep, write_grid
 from tests.conftest import ROOT, TINY
 
@@ -174,7 +177,11 @@ def test_failing_run_is_recorded_while_the_sweep_completes(tmp_path, synth_root,
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {(r["run"], r["status"]) for r in rows} == {("ok_s0", "finished"), ("broken_s0", "failed")}
     assert "no_such_folder" in next(r for r in rows if r["run"] == "broken_s0")["error"]
-    assert "`broken_s0`: failed" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "`broken_s0`: failed" in summary
+    commit = git_commit() or "unknown"  # each run's provenance.json names the code and the data it ran on
+    commit += " with local changes" * bool(git_dirty())
+    assert f"Trained by mm1 at commit {commit}, on {synth_root}." in summary
 
 
 def _wait_for(predicate, proc, timeout: float) -> None:
@@ -243,6 +250,25 @@ def test_table_csv_and_plot_from_fixture_results(tmp_path):
     from matplotlib.image import imread
 
     assert imread(png).shape[1] > 1000  # three panels side by side
+
+
+def test_summary_names_the_commit_and_the_benchmark_version_of_the_runs(tmp_path):
+    grid = load_grid("connectors", "tiny")
+    grid.seeds = [0]
+    runs = expand(grid)
+    write_fixture_sweep(tmp_path, grid, runs)
+    data = data_provenance(load_config(TINY))  # the tiny recipe trains on the embedded corpus
+    assert data["synthetic_version"] == SYNTH_VERSION and Path(data["root"]).name.startswith(f"v{SYNTH_VERSION}-")
+    for i, run in enumerate(runs):  # as pretrain writes it; one run from another commit
+        made = {"git_commit": "b" * 40 if i == 0 else "a" * 40, "git_dirty": i == 0, "data": data}
+        (tmp_path / "runs" / run.name / "provenance.json").write_text(json.dumps(made))
+    build_report(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    corpus = Path(data["root"]).name
+    assert (f"Trained by mm1 at commit {'a' * 40} (11 runs); {'b' * 40} with local changes (1 run), on the embedded synthetic "
+            f"benchmark, version {SYNTH_VERSION} ({corpus}).") in summary
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert "git_commit" not in rows[0]  # the table keeps its columns
 
 
 def test_lr_fit_recovers_a_known_law():
