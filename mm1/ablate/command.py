@@ -4,6 +4,7 @@
     mm1 ablate --grid connectors --preset tiny --jobs 2        # -> runs/ablate/connectors-tiny/
     mm1 ablate --report runs/ablate/connectors-tiny            # rebuild results.csv, summary.md, PNGs
     mm1 ablate --grid data_mixture --preset tiny "seeds=[3,4,5]" --out DIR   # the same grid, other seeds
+    mm1 ablate --grid resolution --preset tiny --reuse runs/ablate/tokens-tiny   # copy the runs both grids share
     mm1 ablate --grid connectors --launcher torchrun --gpus-per-run 4    # 2 runs at a time on 8 GPUs
     mm1 ablate --grid connectors --launcher slurm --gpus-per-run 8 --partition gpu --time 240 --no-wait
     mm1 ablate --grid connectors --status                                # pending / queued / running / done / failed
@@ -80,7 +81,8 @@ def _grid(args) -> int:
         print(format_plan(runs, configs, len(shared_overrides(grid)), grid.launch, args.mfu, args.gpu), end="")
         return 0
     out = Path(args.out) if args.out else default_out(grid.name, args.preset)
-    outcome = run_sweep(Plan(grid, runs, configs, args.preset), out, args.jobs, wait=not args.no_wait)
+    outcome = run_sweep(Plan(grid, runs, configs, args.preset), out, args.jobs, wait=not args.no_wait,
+                        reuse=[Path(r) for r in args.reuse or ()])
     if outcome.submitted:
         print(f"mm1 ablate: {len(outcome.submitted)} job(s) queued or running; watch them with the same command "
               f"and --status, or re-run it to wait for them ({out})")
@@ -116,6 +118,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="local and torchrun: runs at once (default: local 1; torchrun GPUs / --gpus-per-run, or 1 "
                         "without GPUs); CPU threads are split between them")
+    p.add_argument("--reuse", action="append", metavar="DIR",
+                   help="another sweep folder: a run it has trained with the same config is copied from there "
+                        "instead of trained again, with its evaluation when the eval settings match (repeatable)")
     p.add_argument("--dry-run", action="store_true",
                    help="list every run with its overrides, GPUs and cost, then exit")
     p.add_argument("--status", action="store_true",

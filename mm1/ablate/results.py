@@ -20,7 +20,7 @@ import yaml
 
 from mm1.ablate.execute import ERROR, EVAL_DONE, TRAIN_DONE
 from mm1.ablate.spec import RESULT_COLUMNS
-from mm1.ablate.sweep import PLAN
+from mm1.ablate.sweep import PLAN, REUSED
 from mm1.layout import EvalDir, RunDir
 
 FIXED = list(RESULT_COLUMNS)
@@ -85,6 +85,8 @@ def _run_info(folder: Path) -> dict:
         commit = made.get("git_commit")
         info["git_commit"] = f"{commit} with local changes" if commit and made.get("git_dirty") else commit
         info["data"] = data_text(made.get("data"))
+    if (folder / REUSED).is_file():
+        info["reused_from"] = json.loads((folder / REUSED).read_text())["from"]
     if (folder / TRAIN_DONE).is_file():
         info["train_seconds"] = json.loads((folder / TRAIN_DONE).read_text()).get("seconds")
     if (folder / ERROR).is_file():

@@ -125,7 +125,12 @@ def _made_by(rows: list[dict]) -> list[str]:
             return next(iter(counts))
         return "; ".join(f"{value} ({n} run{'s' * (n > 1)})" for value, n in counts.most_common())
 
-    return [f"Trained by mm1 at commit {listing('git_commit')}, on {listing('data')}.", ""]
+    lines = [f"Trained by mm1 at commit {listing('git_commit')}, on {listing('data')}.", ""]
+    copied = {name: r["reused_from"] for name, r in runs.items() if r.get("reused_from")}
+    if copied:
+        lines += ["Copied from other sweeps (`--reuse`): " + "; ".join(
+            f"`{name}` was trained in {source}" for name, source in sorted(copied.items())) + ".", ""]
+    return lines
 
 
 def summary_markdown(plan: dict, rows: list[dict], cells: list[Cell], effects: list[AxisEffect] = (),

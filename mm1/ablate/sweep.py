@@ -10,16 +10,21 @@ others go on. A run folder written for a different config is an error, named,
 before anything runs. SIGINT / SIGTERM stop a local sweep cleanly: every running
 pretrain writes a checkpoint and exits; the next sweep continues from there.
 Slurm jobs outlive the sweep that submitted them; the next sweep watches them.
+With `reuse` folders (`mm1 ablate --reuse DIR`), a run that one of them has
+already trained with the same resolved config is copied in instead of trained
+again, with its evaluation when the eval settings are the same too (the
+16-token, 64 px runs of the tokens grid are the resolution grid's).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from mm1.ablate.execute import is_finished
+from mm1.ablate.execute import EVAL_DONE, TRAIN_DONE, is_finished
 from mm1.ablate.jobs import SweepLocked, sweep_lock
 from mm1.ablate.grid import RunSpec
 from mm1.ablate.spec import GridSpec
@@ -47,6 +52,7 @@ class SweepOutcome:
     failed: dict[str, dict]  # name -> error record
     stopped: bool = False  # some runs were stopped before they finished (they resume next time)
     submitted: list[str] = field(default_factory=list)  # slurm: runs whose jobs were left queued or running
+    reused: dict[str, str] = field(default_factory=dict)  # name -> the trained run folder it was copied from
 
     def record(self, name: str, error: Optional[dict], log) -> None:
         if error is None:
@@ -94,6 +100,72 @@ def prepare_folder(out: Path, run: RunSpec, cfg: Config, grid: GridSpec) -> Path
     return folder
 
 
+REUSED = "reused.json"  # in a run folder copied from another sweep's: {"from": that run folder, "eval": copied?}
+NOT_COPIED = ("recipe.yaml", "run.json", "job.json", "error.json", "slurm", "checkpoints")  # the run's own, or
+# not needed once it finished (the intermediate checkpoints)
+EVAL_PARTS = ("eval", "eval.log", EVAL_DONE)  # copied only when the eval settings are the same too
+
+
+def _run_identity(folder: Path) -> tuple[dict, Optional[dict]] | None:
+    """(resolved config without output.dir, eval settings) of a run folder; None when it has none."""
+    import yaml
+
+    if not (folder / "recipe.yaml").is_file() or not (folder / "run.json").is_file():
+        return None
+    cfg = yaml.safe_load((folder / "recipe.yaml").read_text())
+    cfg.get("output", {}).pop("dir", None)
+    return cfg, json.loads((folder / "run.json").read_text()).get("eval")
+
+
+def find_trained_run(sources: list[Path], folder: Path) -> tuple[Optional[Path], bool]:
+    """(a run of the `sources` sweep folders that trained the same config as `folder`, whether its evaluation
+    can be copied too: the same eval settings, finished); a fully reusable run is preferred."""
+    want = _run_identity(folder)
+    found: list[tuple[Path, bool]] = []
+    for source in sources:
+        for other in sorted((Path(source) / "runs").glob("*")):
+            have = _run_identity(other)
+            if have is None or other.resolve() == folder.resolve() or not (other / TRAIN_DONE).is_file():
+                continue
+            if have[0] == want[0]:
+                found.append((other, have[1] == want[1] and (other / EVAL_DONE).is_file()))
+    found.sort(key=lambda f: not f[1])
+    return found[0] if found else (None, False)
+
+
+def copy_trained_run(source: Path, folder: Path, with_eval: bool) -> None:
+    """Copy a trained run's outputs into `folder` (keeping its recipe.yaml and run.json; its evaluation only
+    `with_eval`), done markers last, so that an interrupted copy is an unfinished run. The source is only read."""
+    skip = NOT_COPIED + (() if with_eval else EVAL_PARTS)
+    markers = [m for m in (TRAIN_DONE, EVAL_DONE) if m not in skip]
+    for item in sorted(source.iterdir()):
+        if item.name in skip or item.name in markers or item.name.endswith(".failure.json"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, folder / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, folder / item.name)
+    (folder / REUSED).write_text(json.dumps({"from": str(source.resolve()), "eval": with_eval}) + "\n")
+    for name in markers:
+        if (source / name).is_file():
+            shutil.copy2(source / name, folder / name)
+
+
+def reuse_trained(sources: list[Path], folders: list[Path], grid: GridSpec, log) -> dict[str, str]:
+    """Copy into every untrained run folder the same run trained in one of `sources`; -> {name: source}."""
+    reused = {}
+    for folder in folders:
+        if (folder / TRAIN_DONE).is_file():
+            continue
+        other, with_eval = find_trained_run(sources, folder)
+        if other is not None:
+            copy_trained_run(other, folder, with_eval or grid.eval is None)
+            reused[folder.name] = str(other)
+            what = "trained and evaluated" if with_eval else "trained; it is evaluated here"
+            log(f"mm1 ablate: reused {folder.name}: the same run, {what}, in {other}")
+    return reused
+
+
 def write_plan(out: Path, plan: Plan) -> None:
     grid = {k: v for k, v in dataclasses.asdict(plan.grid).items() if k != "presets"}
     doc = {"grid": grid, "preset": plan.preset, "runs": [dataclasses.asdict(r) for r in plan.runs]}
@@ -101,9 +173,10 @@ def write_plan(out: Path, plan: Plan) -> None:
 
 
 def run_sweep(plan: Plan, out: Path, jobs: Optional[int] = None, log: Callable[[str], None] = print,
-              wait: bool = True) -> SweepOutcome:
+              wait: bool = True, reuse: list[Path] = ()) -> SweepOutcome:
     """Every unfinished run of `plan` in `out`, started by the grid's launcher (plan.grid.launch):
-    `jobs` at a time for local and torchrun; for slurm, one job each (`wait`: until they end)."""
+    `jobs` at a time for local and torchrun; for slurm, one job each (`wait`: until they end). A run that
+    a sweep folder in `reuse` has trained is copied from there instead."""
     from mm1.ablate.launchers import LaunchError, check_launch_args, launch_runs
 
     try:
@@ -117,9 +190,11 @@ def run_sweep(plan: Plan, out: Path, jobs: Optional[int] = None, log: Callable[[
         with sweep_lock(out, launcher):
             folders = [prepare_folder(out, r, c, plan.grid) for r, c in zip(plan.runs, plan.configs)]
             write_plan(out, plan)
+            reused = reuse_trained(list(reuse), folders, plan.grid, log)
             done = [is_finished(f, plan.grid) for f in folders]
             todo = [(r, f) for r, f, d in zip(plan.runs, folders, done) if not d]
-            outcome = SweepOutcome(skipped=[r.name for r, d in zip(plan.runs, done) if d], finished=[], failed={})
+            outcome = SweepOutcome(skipped=[r.name for r, d in zip(plan.runs, done) if d], finished=[], failed={},
+                                   reused=reused)
             log(f"mm1 ablate: {len(plan.runs)} runs, {len(outcome.skipped)} already finished, {len(todo)} to run, "
                 f"launcher {launcher}; folder {out}")
             launch_runs(plan.grid, todo, jobs, outcome, log, wait)

@@ -184,6 +184,31 @@ def test_failing_run_is_recorded_while_the_sweep_completes(tmp_path, synth_root,
     assert f"Trained by mm1 at commit {commit}, on {synth_root}." in summary
 
 
+def test_a_run_trained_by_another_sweep_is_copied_not_trained_again(tmp_path, synth_root, capsys):
+    scored = {"tasks": "synth_vqa", "shots": [0], "limit": 2, "batch_size": 2}
+    first = write_grid(tmp_path / "a.yaml", synth_root, eval=scored, variants=[{"labels": {"variant": "base"}, "set": {}}])
+    assert main(["ablate", "--grid", str(first), "--out", str(tmp_path / "a")]) == 0
+    second = write_grid(tmp_path / "b.yaml", synth_root, eval={**scored, "shots": [0, 1]}, variants=[
+        {"labels": {"variant": "same"}, "set": {}}, {"labels": {"variant": "longer"}, "set": {"train.steps": 3}}])
+    capsys.readouterr()
+    assert main(["ablate", "--grid", str(second), "--out", str(tmp_path / "b"), "--reuse", str(tmp_path / "a")]) == 0
+    assert "reused same_s0: the same run, trained; it is evaluated here" in capsys.readouterr().out
+    base, same, longer = (tmp_path / "a" / "runs" / "base_s0", tmp_path / "b" / "runs" / "same_s0",
+                          tmp_path / "b" / "runs" / "longer_s0")
+    weights = "checkpoint/model.safetensors"
+    assert (same / weights).read_bytes() == (base / weights).read_bytes()
+    assert (same / "train.log").read_text() == (base / "train.log").read_text()  # not trained again
+    assert json.loads((same / "reused.json").read_text()) == {"from": str(base.resolve()), "eval": False}
+    assert "output:\n  dir: " + str(same) in (same / "recipe.yaml").read_text()  # its own recipe and run.json
+    shots = {r["shots"] for r in json.loads((same / "eval" / "results.json").read_text())["runs"]}
+    assert shots == {0, 1}  # other eval settings: evaluated here, with this grid's
+    assert not (longer / "reused.json").exists() and (longer / "train.done").is_file()  # another config: trained
+    assert not (same / "checkpoints").exists()  # a finished run needs no intermediate checkpoints
+    assert (base / "checkpoints").is_dir() and (base / "eval.done").is_file()  # the source is left as it was
+    summary = (tmp_path / "b" / "summary.md").read_text()
+    assert f"`same_s0` was trained in {base}" in summary
+
+
 def _wait_for(predicate, proc, timeout: float) -> None:
     end = time.time() + timeout
     while not predicate():
