@@ -33,9 +33,13 @@ def git_commit() -> str | None:
     return _git("rev-parse", "HEAD") or None
 
 
+RESULT_PATHS = ("mm1", "recipes", "ablations", "eval", "pyproject.toml")  # what a run's results depend on
+
+
 def git_dirty() -> bool | None:
-    """True when tracked files differ from the commit: the run's code is not exactly `git_commit`."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """True when tracked code or configs differ from the commit: the run's code is not exactly `git_commit`
+    (changes to docs or tests do not count)."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *RESULT_PATHS)
     return None if status is None else bool(status)
 
 
