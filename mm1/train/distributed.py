@@ -44,6 +44,26 @@ def all_reduce_sum(value: float | int, d: Dist, device) -> float:
     return t.item()
 
 
+class MainRankFailed(RuntimeError):
+    """Rank 0 failed at work the other ranks were waiting for; its own log has the error."""
+
+
+def on_main_first(d: Dist, work, device) -> None:
+    """Run `work()` on rank 0 while the other ranks wait, then go on together. When it raises on rank 0,
+    every rank raises (rank 0 its own error, the others MainRankFailed), so none is left waiting forever at a
+    barrier that rank 0 never reaches."""
+    error = None
+    if d.is_main:
+        try:
+            work()
+        except Exception as err:  # re-raised below, after the other ranks have heard of it
+            error = err
+    if d.enabled and all_reduce_sum(float(error is not None), d, device) > 0 and error is None:
+        raise MainRankFailed(f"rank {d.rank}: rank 0 failed while preparing the run (see rank 0's error)")
+    if error is not None:
+        raise error
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()

@@ -21,7 +21,7 @@ from mm1.layout import RunDir
 from mm1.model.vision import load_visual_weights
 from mm1.tokenizer import build_tokenizer
 from mm1.train.checkpoints import full_model_state
-from mm1.train.distributed import Dist, barrier, cleanup, init_distributed
+from mm1.train.distributed import Dist, barrier, cleanup, init_distributed, on_main_first
 from mm1.train.evaluation import check_training_eval, prepare_training_eval
 from mm1.train.loggers import check_logger_packages, open_loggers
 from mm1.train.mfu import describe_peak, device_peak_flops, image_flops, mfu_key
@@ -64,6 +64,13 @@ def prepare_data(cfg: Config) -> None:
         if not corpus_is_complete(root, cfg.data.synth):
             print(f"mm1: writing the embedded corpus to {root} (first use)")
             write_corpus(root, cfg.data.synth)
+
+
+def prepare_run_folder_and_data(run_dir: Path, cfg: Config) -> None:
+    """Rank 0's set-up before the others may read: the run folder, the embedded corpus, the warm start."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data(cfg)
+    prepare_encoder(cfg)
 
 
 def prepare_encoder(cfg: Config) -> None:
@@ -110,11 +117,7 @@ def build_trainer(cfg: Config, resume: Optional[str] = None) -> Trainer:
         resolve_sources(cfg)
     device, d = setup_runtime(cfg)
     fit_global_batch(cfg, d.world_size)
-    if d.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        prepare_data(cfg)
-        prepare_encoder(cfg)
-    barrier(d)
+    on_main_first(d, lambda: prepare_run_folder_and_data(run_dir, cfg), device)
     resolve_sources(cfg)  # every rank, the corpus written: a pattern that matches nothing stops them all
     eval_tasks = prepare_training_eval(cfg)  # every rank: a missing file stops them all before any model
     tokenizer, model = build(cfg)
