@@ -50,8 +50,8 @@ class MainRankFailed(RuntimeError):
 
 def on_main_first(d: Dist, work, device) -> None:
     """Run `work()` on rank 0 while the other ranks wait, then go on together. When it raises on rank 0,
-    every rank raises (rank 0 its own error, the others MainRankFailed), so none is left waiting forever at a
-    barrier that rank 0 never reaches."""
+    every rank raises (rank 0 its own error, the others MainRankFailed), so that none waits at a barrier
+    that rank 0 never reaches until the launcher or the collective's timeout ends it."""
     error = None
     if d.is_main:
         try:

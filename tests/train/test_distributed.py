@@ -119,3 +119,19 @@ def test_fsdp_checkpoint_resumes_on_two(shard_root, sharded_run, tmp_path, refer
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = [r["loss"] for r in read_metrics(resumed)]
     assert losses == pytest.approx(reference[3:], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_when_rank_0_fails_preparing_the_corpus_every_rank_stops(tmp_path):
+    """Rank 0 alone writes the embedded corpus; here it cannot (the folder's parent is a file). The other rank
+    hears it from rank 0 and stops with an error that says so, rather than waiting at a barrier until the
+    launcher tears the group down (torchrun does; a launcher that starts each rank on its own may not) or the
+    collective's timeout ends it."""
+    (tmp_path / "a_file").write_text("not a folder")
+    root, run = tmp_path / "a_file" / "corpus", tmp_path / "run"
+    proc = torchrun([f"data.root={root}", f"output.dir={run}", "train.steps=2"])
+    assert proc.returncode != 0
+    log = proc.stdout + proc.stderr
+    assert "rank 1: rank 0 failed while preparing the run" in log
+    assert "a_file" in log  # rank 0's own error names the path
+    assert (tmp_path / "a_file").read_text() == "not a folder"
