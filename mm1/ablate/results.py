@@ -82,7 +82,7 @@ def _run_info(folder: Path) -> dict:
         info["params"], info["decoder_non_embedding"] = params.get("total"), params.get("decoder_non_embedding")
     if run.provenance.is_file():
         made = json.loads(run.provenance.read_text())
-        commit = made.get("git_commit")
+        commit = (made.get("git_commit") or "")[:12] or None  # as git abbreviates it; provenance.json has it whole
         info["git_commit"] = f"{commit} with local changes" if commit and made.get("git_dirty") else commit
         info["data"] = data_text(made.get("data"))
     if (folder / REUSED).is_file():

@@ -179,7 +179,7 @@ def test_failing_run_is_recorded_while_the_sweep_completes(tmp_path, synth_root,
     assert "no_such_folder" in next(r for r in rows if r["run"] == "broken_s0")["error"]
     summary = (out / "summary.md").read_text()
     assert "`broken_s0`: failed" in summary
-    commit = git_commit() or "unknown"  # each run's provenance.json names the code and the data it ran on
+    commit = (git_commit() or "unknown")[:12]  # each run's provenance.json names the code and the data it ran on
     commit += " with local changes" * bool(git_dirty())
     assert f"Trained by mm1 at commit {commit}, on {synth_root}." in summary
 
@@ -290,7 +290,7 @@ def test_summary_names_the_commit_and_the_benchmark_version_of_the_runs(tmp_path
     build_report(tmp_path)
     summary = (tmp_path / "summary.md").read_text()
     corpus = Path(data["root"]).name
-    assert (f"Trained by mm1 at commit {'a' * 40} (11 runs); {'b' * 40} with local changes (1 run), on the embedded synthetic "
+    assert (f"Trained by mm1 at commit {'a' * 12} (11 runs); {'b' * 12} with local changes (1 run), on the embedded synthetic "
             f"benchmark, version {SYNTH_VERSION} ({corpus}).") in summary
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert "git_commit" not in rows[0]  # the table keeps its columns
