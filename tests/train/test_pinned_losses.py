@@ -1,5 +1,7 @@
 """Golden losses: the first 20 losses of the tiny recipe (deterministic, one thread) on the test corpus,
-compared exactly with tests/fixtures/pinned_losses.json.
+compared with tests/fixtures/pinned_losses.json to a relative 1e-6: the last bits of a logged loss depend on
+the CPU's kernels (another machine's differed by up to 2e-7 at 8 of the 20 steps, the others equal), while
+any change to the computation moves them by far more.
 
 A change that alters any of them changes the computation: it must update that file in the same commit
 (`python tests/test_pinned_losses.py` rewrites it) and say why in the commit message.
@@ -35,7 +37,7 @@ def losses(synth_root: Path, run: Path) -> list[float]:
 def test_first_losses_of_the_tiny_recipe_are_pinned(synth_root, tmp_path):
     pinned = json.loads(PINNED.read_text())["losses"]
     assert len(pinned) == STEPS
-    assert losses(synth_root, tmp_path / "run") == pinned  # exactly, not approximately
+    assert losses(synth_root, tmp_path / "run") == pytest.approx(pinned, rel=1e-6, abs=0)
 
 
 if __name__ == "__main__":  # regenerate the file, on the same corpus as the test
