@@ -2,7 +2,8 @@
 
 In order: a header (what the scores are, which mm1 commit trained the runs on which data, how a cell
 reads); the Findings table (the grid's claims, mm1.ablate.findings); the main table; the Per task table,
-which adds each configuration's final training loss; the Effects tables (paired axis effects, mm1.ablate.effects); the runs without results.
+which adds each configuration's final training loss; the Effects tables (paired axis effects,
+mm1.ablate.effects); the runs without results.
 
 A cell reads `mean ± std [low, high]`: the mean over seeds, the sample std over seeds (when there are
 several) and the 95% bootstrap interval of mm1.ablate.stats, which resamples the seeds and the queries

@@ -52,7 +52,6 @@ class SweepOutcome:
     failed: dict[str, dict]  # name -> error record
     stopped: bool = False  # some runs were stopped before they finished (they resume next time)
     submitted: list[str] = field(default_factory=list)  # slurm: runs whose jobs were left queued or running
-    reused: dict[str, str] = field(default_factory=dict)  # name -> the trained run folder it was copied from
 
     def record(self, name: str, error: Optional[dict], log) -> None:
         if error is None:
@@ -117,18 +116,23 @@ def _run_identity(folder: Path) -> tuple[dict, Optional[dict]] | None:
     return cfg, json.loads((folder / "run.json").read_text()).get("eval")
 
 
-def find_trained_run(sources: list[Path], folder: Path) -> tuple[Optional[Path], bool]:
-    """(a run of the `sources` sweep folders that trained the same config as `folder`, whether its evaluation
-    can be copied too: the same eval settings, finished); a fully reusable run is preferred."""
-    want = _run_identity(folder)
-    found: list[tuple[Path, bool]] = []
+def _trained_runs(sources: list[Path]) -> list[tuple[Path, tuple]]:
+    """(folder, identity) of every trained run in the `sources` sweep folders, read once per sweep."""
+    found = []
     for source in sources:
         for other in sorted((Path(source) / "runs").glob("*")):
-            have = _run_identity(other)
-            if have is None or other.resolve() == folder.resolve() or not (other / TRAIN_DONE).is_file():
-                continue
-            if have[0] == want[0]:
-                found.append((other, have[1] == want[1] and (other / EVAL_DONE).is_file()))
+            identity = _run_identity(other)
+            if identity is not None and (other / TRAIN_DONE).is_file():
+                found.append((other, identity))
+    return found
+
+
+def find_trained_run(trained: list[tuple[Path, tuple]], folder: Path) -> tuple[Optional[Path], bool]:
+    """(a run of `trained` with the same config as `folder`, whether its evaluation can be copied too: the
+    same eval settings, finished); a fully reusable run is preferred."""
+    want = _run_identity(folder)
+    found = [(other, have[1] == want[1] and (other / EVAL_DONE).is_file()) for other, have in trained
+             if have[0] == want[0] and other.resolve() != folder.resolve()]
     found.sort(key=lambda f: not f[1])
     return found[0] if found else (None, False)
 
@@ -151,19 +155,17 @@ def copy_trained_run(source: Path, folder: Path, with_eval: bool) -> None:
             shutil.copy2(source / name, folder / name)
 
 
-def reuse_trained(sources: list[Path], folders: list[Path], grid: GridSpec, log) -> dict[str, str]:
-    """Copy into every untrained run folder the same run trained in one of `sources`; -> {name: source}."""
-    reused = {}
+def reuse_trained(sources: list[Path], folders: list[Path], log) -> None:
+    """Copy into every untrained run folder the same run trained in one of `sources`."""
+    trained = _trained_runs(sources) if sources else []
     for folder in folders:
         if (folder / TRAIN_DONE).is_file():
             continue
-        other, with_eval = find_trained_run(sources, folder)
+        other, with_eval = find_trained_run(trained, folder)
         if other is not None:
-            copy_trained_run(other, folder, with_eval or grid.eval is None)
-            reused[folder.name] = str(other)
-            what = "trained and evaluated" if with_eval else "trained; it is evaluated here"
+            copy_trained_run(other, folder, with_eval)
+            what = "trained and evaluated" if with_eval else "trained; any evaluation is done here"
             log(f"mm1 ablate: reused {folder.name}: the same run, {what}, in {other}")
-    return reused
 
 
 def write_plan(out: Path, plan: Plan) -> None:
@@ -190,11 +192,10 @@ def run_sweep(plan: Plan, out: Path, jobs: Optional[int] = None, log: Callable[[
         with sweep_lock(out, launcher):
             folders = [prepare_folder(out, r, c, plan.grid) for r, c in zip(plan.runs, plan.configs)]
             write_plan(out, plan)
-            reused = reuse_trained(list(reuse), folders, plan.grid, log)
+            reuse_trained(list(reuse), folders, log)
             done = [is_finished(f, plan.grid) for f in folders]
             todo = [(r, f) for r, f, d in zip(plan.runs, folders, done) if not d]
-            outcome = SweepOutcome(skipped=[r.name for r, d in zip(plan.runs, done) if d], finished=[], failed={},
-                                   reused=reused)
+            outcome = SweepOutcome(skipped=[r.name for r, d in zip(plan.runs, done) if d], finished=[], failed={})
             log(f"mm1 ablate: {len(plan.runs)} runs, {len(outcome.skipped)} already finished, {len(todo)} to run, "
                 f"launcher {launcher}; folder {out}")
             launch_runs(plan.grid, todo, jobs, outcome, log, wait)

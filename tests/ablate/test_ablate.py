@@ -192,7 +192,7 @@ def test_a_run_trained_by_another_sweep_is_copied_not_trained_again(tmp_path, sy
         {"labels": {"variant": "same"}, "set": {}}, {"labels": {"variant": "longer"}, "set": {"train.steps": 3}}])
     capsys.readouterr()
     assert main(["ablate", "--grid", str(second), "--out", str(tmp_path / "b"), "--reuse", str(tmp_path / "a")]) == 0
-    assert "reused same_s0: the same run, trained; it is evaluated here" in capsys.readouterr().out
+    assert "reused same_s0: the same run, trained; any evaluation is done here" in capsys.readouterr().out
     base, same, longer = (tmp_path / "a" / "runs" / "base_s0", tmp_path / "b" / "runs" / "same_s0",
                           tmp_path / "b" / "runs" / "longer_s0")
     weights = "checkpoint/model.safetensors"
