@@ -95,8 +95,10 @@ def test_shipped_grids_cover_the_paper():
     connectors = ("avg_pool", "attention_pool", "c_abstractor")
     assert {tuple(r.labels.values()) for r in runs} == {
         (c, t, r) for c in connectors for t in ("64", "144") for r in ("224", "336")}
-    mixtures = expand(load_grid("data_mixture", "tiny"))
-    assert "5:5:1" in {r.labels["mixture"] for r in mixtures}
+    assert "5:5:1" in {r.labels["mixture"] for r in expand(load_grid("data_mixture"))}
+    tiny = load_grid("data_mixture", "tiny")
+    named = {f.from_ for f in tiny.findings if f.axis == "mixture"} | {f.to for f in tiny.findings if f.axis == "mixture"}
+    assert named <= {r.labels["mixture"] for r in expand(tiny)}
 
 
 def test_invalid_override_key_is_named_before_anything_runs(tmp_path, capsys):
