@@ -96,6 +96,8 @@ class SynthConfig:
     eval_samples: int = checked(1000, ">0")  # images per held-out eval split
     samples_per_shard: int = checked(1000, ">0")
     image_size: int = checked(128, ">0")  # rendered resolution: above every tiny grid's, so resolution is a real knob
+    corner_scenes: float = checked(0.0, "[0,1]")  # share of corner scenes: small shapes in pairs on a 4x4 grid,
+    # asked about by corner (the synth_corner task; docs/benchmark.md); 0 = the version-3 corpus, byte for byte
 
 
 @dataclass

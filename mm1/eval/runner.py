@@ -83,7 +83,8 @@ def load_task_data(spec: TaskSpec, cfg: EvalConfig) -> TaskData:
     query_split, demo_split = _load(spec.query, spec.format), _load(spec.demos, spec.format)
     queries = list(query_split)
     if not queries:
-        raise ValueError(f"task {spec.name}: the query split has no usable entries")
+        about = f" ({spec.description})" if spec.description else ""
+        raise ValueError(f"task {spec.name}{about}: the query split has no usable entries")
     _check_answers(spec, queries)
     if cfg.limit and cfg.limit < len(queries):
         keep = sorted(random.Random(f"queries/{cfg.seed}").sample(range(len(queries)), cfg.limit))

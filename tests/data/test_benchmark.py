@@ -3,7 +3,9 @@
 - in-context: the dialect of an answer is not a function of the query; only a document's earlier answers
   tell it, and the eval task's answers are in one dialect that a plain or other-dialect answer misses;
 - detail: a small object's colour fills most of a patch at 64 px and is swamped by the background at
-  32 px (the loader's own resize);
+  32 px (the loader's own resize); in a corpus with corner scenes, the corner asked about shares its quarter
+  of the image (one image token at 4 tokens) with a small shape of another colour, which at 16 tokens sits
+  in a token of its own;
 - zero-shot captioning: an image right after <s> only ever starts a caption pair;
 - text-only: the facts the text task asks about appear in text documents only.
 """
@@ -13,9 +15,11 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import webdataset as wds
 
 from mm1.config.schema import SynthConfig
 from mm1.data.image import resized
@@ -24,7 +28,7 @@ from mm1.data.synth import write_corpus
 from mm1.data.synth.documents import DIALECT_KINDS, fewshot_vqa
 from mm1.data.synth.evalsets import EVAL_DIALECT
 from mm1.data.synth.render import BACKGROUND_RGB, RGB, render
-from mm1.data.synth.scene import JITTER, Obj, Scene, sample_scene
+from mm1.data.synth.scene import JITTER, Obj, Scene, sample_scene, scene_from_dict
 from mm1.data.synth.streams import interleaved_sample, text_sample
 from mm1.eval.metrics import exact_match, vqa_accuracy
 
@@ -38,6 +42,13 @@ INVERSE = {word: (i, plain) for i, d in enumerate(g.DIALECTS) for plain, word in
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     write_corpus(out, CFG, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corner_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corner")
+    write_corpus(out, replace(CFG, corner_scenes=0.3, caption_samples=0, interleaved_samples=60), workers=1)
     return out
 
 
@@ -140,6 +151,62 @@ def test_detail_questions_ask_the_colour_of_the_lone_small_object(corpus):
         assert questions[ann["question_id"]] in g.QUESTIONS["detail"]
         small = [o for o in scenes[str(ann["image_id"])]["objects"] if o["size"] == "small"]
         assert len(small) == 1 and ann["multiple_choice_answer"] == small[0]["colour"]
+
+
+def test_corner_questions_ask_a_corner_that_shares_its_quarter_with_another_colour(corner_corpus):
+    """synth_corner's answer is the colour of the shape in the named corner; the same quarter of the image
+    holds a small shape of another colour, drawn inside its own cell: at 16 image tokens (a 4 x 4 grid of
+    cells) the two sit in different tokens, at 4 (one per quarter) in the same one (the token mechanism)."""
+    scenes = _load(corner_corpus, "eval/scenes/val.json")
+    anns = _load(corner_corpus, "eval/corner/val_annotations.json")["annotations"]
+    questions = {q["question_id"]: q["question"]
+                 for q in _load(corner_corpus, "eval/corner/val_questions.json")["questions"]}
+    assert 0.2 * CFG.eval_samples <= len(anns) <= 0.4 * CFG.eval_samples  # 30% of scenes are corner scenes
+    templates = [re.escape(t).replace(re.escape("{corner}"), "(.+)") for t in g.QUESTIONS["corner"]]
+    asked = Counter()
+    for ann in anns:
+        corner = next(m[1] for t in templates if (m := re.fullmatch(t, questions[ann["question_id"]])))
+        scene = scene_from_dict(scenes[str(ann["image_id"])])
+        pair = {o.position: o for o in scene.objects if o.position.startswith(corner + " ")}
+        outer, inner = pair[g.corner_slot(corner)], pair[g.inner_slot(corner)]
+        assert ann["multiple_choice_answer"] == outer.colour != inner.colour
+        assert all(o.size == "small" for o in scene.objects) and len(scene.objects) % 2 == 0
+        assert scene.label is None or all(not o.position.startswith(scene.label.corner + " ") for o in scene.objects)
+        cells = [_cells_drawn(o, scene.background, 4) for o in (outer, inner)]
+        assert all(len(c) == 1 for c in cells) and cells[0] != cells[1]  # a token each at 16 tokens
+        assert _cells_drawn(outer, scene.background, 2) == _cells_drawn(inner, scene.background, 2)  # one at 4
+        asked[corner] += 1
+    assert set(asked) == set(g.CORNERS)
+
+
+def _cells_drawn(obj, background: str, grid: int, size: int = 128) -> set[tuple[int, int]]:
+    """The cells of a grid x grid division of the image that the object's pixels fall in."""
+    pixels = np.asarray(render(Scene((obj,), background), size))
+    ys, xs = np.nonzero((pixels == RGB[obj.colour]).all(-1))
+    assert len(ys) > 0
+    return {(int(y) * grid // size, int(x) * grid // size) for y, x in zip(ys, xs)}
+
+
+def test_corner_questions_are_taught_only_in_a_corpus_with_corner_scenes(corpus, corner_corpus):
+    """With corner_scenes > 0 the few-shot VQA documents ask corner questions (the detail kind), and no
+    lone-small-shape ones; the default corpus has no corner scene, and its synth_corner set is empty."""
+    def asked(out):
+        kinds = Counter()
+        for tar in sorted((out / "interleaved").glob("*.tar")):
+            for s in wds.WebDataset(str(tar), shardshuffle=False):
+                for text in json.loads(s["json"])["texts"]:
+                    if text and "short answer" in text:
+                        question = text.split("question: ")[1].split(" short answer")[0]
+                        kinds.update(k for k in ("corner", "detail") if _fits(question, g.QUESTIONS[k]))
+        return kinds
+    assert asked(corner_corpus)["corner"] > 0 and asked(corner_corpus)["detail"] == 0
+    assert _load(corpus, "eval/corner/val_annotations.json")["annotations"] == []
+    scenes = _load(corpus, "eval/scenes/val.json").values()
+    assert not any(o["position"] not in g.POSITIONS for sc in scenes for o in sc["objects"])
+
+
+def _fits(question: str, templates) -> bool:
+    return any(re.fullmatch(re.escape(t).replace(re.escape("{corner}"), ".+"), question) for t in templates)
 
 
 def test_no_interleaved_document_opens_with_an_image():

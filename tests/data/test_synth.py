@@ -63,6 +63,22 @@ def test_layout_and_manifest(corpus):
     assert not corpus_is_complete(corpus / "missing")
 
 
+# sha256 over (path, sha256 of the bytes) of every file of the CFG corpus but the manifest, the marker and the
+# corner set (eval/corner/, new in version 4), as generator version 3 wrote them (commit 8dd1fc2).
+VERSION_3_BYTES = "1665ef5754ebff4b1bfa12f72a9cbfd923e306b2c41050429dfa53c870460f21"
+
+
+def test_without_corner_scenes_the_corpus_is_version_3_byte_for_byte(corpus):
+    """Results measured on version 3 stay valid: with data.synth.corner_scenes 0 (the default) version 4
+    writes every shard and every version-3 eval file unchanged."""
+    h = hashlib.sha256()
+    files = [p for p in sorted(corpus.rglob("*")) if p.is_file() and p.name not in ("manifest.json", ".mm1-synth")
+             and p.relative_to(corpus).parts[:2] != ("eval", "corner")]
+    for p in files:
+        h.update(str(p.relative_to(corpus)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    assert len(files) == 108 and h.hexdigest() == VERSION_3_BYTES
+
+
 def test_incomplete_corpus_detected(tmp_path):
     cfg = replace(CFG, caption_samples=5, interleaved_samples=3, text_samples=3, eval_samples=4)
     write_corpus(tmp_path, cfg)

@@ -202,3 +202,29 @@ def test_one_eval_config_for_recipes_grids_and_the_command():
     assert from_flags(EvalConfig, args) == EvalConfig(shots=[0, 8], batch_size=4, zero_shot="text_demos")
     with pytest.raises(SystemExit):
         parser.parse_args(["--shots", "zero"])
+
+
+def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_without(tiny, synth_root, tmp_path,
+                                                                                        capsys):
+    """synth_corner exists only in a corpus written with data.synth.corner_scenes > 0 (the tokens grid's corner
+    preset); on the default corpus it stops with a clear error before anything is scored."""
+    from mm1.config.schema import SynthConfig
+    from mm1.data.synth import write_corpus
+    from tests.conftest import SMALL_CORPUS
+
+    cfg, tok, model = tiny
+    corner_root = tmp_path / "corner"
+    write_corpus(corner_root, SynthConfig(**{**SMALL_CORPUS, "caption_samples": 0, "interleaved_samples": 0,
+                                             "text_samples": 0, "corner_scenes": 0.3}))
+    run = save_model_folder(tmp_path / "run" / "checkpoint", model, load_config(TINY, [f"data.root={corner_root}"]),
+                            tok)
+    assert main(["eval", str(run), "--tasks", "synth_corner", "--shots", "0,2", "--limit", "4", "--trials", "1",
+                 "--out", str(tmp_path / "out")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(" corner?" in r["question"] for r in records)
+    assert all(r["error"] is None for r in records) and all(len(r["demo_ids"]) == r["shots"] for r in records)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--tasks", "synth_corner", "--data-root", str(synth_root), "--limit", "4",
+                 "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "task synth_corner" in err and "data.synth.corner_scenes > 0" in err and "no usable entries" in err

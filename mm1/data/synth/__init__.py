@@ -19,6 +19,9 @@ Images
     32 px, where the background swamps it (the detail task). Some images carry
     a "label": a white box near a corner with a 3-letter word or 2-digit
     number drawn in PIL's 6x11 bitmap font with strokes 1/64 of the image wide.
+    With `corner_scenes` > 0, that share of the images are corner scenes: small
+    shapes only, in each of 1-4 quarters one in the corner cell of a 4 x 4 grid
+    and one of another colour in the cell between it and the center.
 
 Text
     Lowercase with normal punctuation ("two red circles and a small blue
@@ -87,6 +90,10 @@ Layout under `out`
         detail/{split}_questions.json,     VQAv2, as vqa/: "what colour is the small one?"
         detail/{split}_annotations.json    for images with exactly one small shape
                                            (question_id = image_id * 1000 + 2).
+        corner/{split}_questions.json,     VQAv2, as vqa/: "what colour is the shape in the
+        corner/{split}_annotations.json    top left corner?" for the corner scenes (none
+                                           unless data.synth.corner_scenes > 0; question_id
+                                           = image_id * 1000 + 4).
         dialect/{split}_questions.json,    VQAv2, as vqa/: a colour or shape question whose
         dialect/{split}_annotations.json   10 answers are the evalsets.EVAL_DIALECT word
                                            (question_id = image_id * 1000 + 3).
@@ -103,7 +110,7 @@ Layout under `out`
                                            eval image (for analysis; `scene.scene_from_dict`)
     manifest.json                          written last: {"version", "seed", "config",
                                            "counts", "shards": {stream: [paths]}, "eval":
-                                           {"images", "vqa", "detail", "dialect", "textvqa",
+                                           {"images", "vqa", "detail", "dialect", "corner", "textvqa",
                                            "text", "scenes", "caption"},
                                            "vocabulary_size", "files": {path: bytes}}
 

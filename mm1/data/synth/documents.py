@@ -77,8 +77,9 @@ def _quiz_intro(n: int, rng: random.Random) -> str:
     return rng.choice(g.QUIZ_INTRO).format(n=g.NUMBER_WORDS[n])
 
 
-def fewshot_vqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
-    """Plain answers to one question kind or to mixed kinds, or colour/shape answers in one dialect."""
+def fewshot_vqa(n: int, new_scene: NewScene, rng: random.Random, detail: str = "detail") -> list[Part]:
+    """Plain answers to one question kind or to mixed kinds, or colour/shape answers in one dialect; the kind
+    "detail" asks the question of kind `detail` (questions.DETAIL_KINDS)."""
     dialect = rng.choice(g.DIALECTS) if rng.random() < DIALECT_PROB else None
     if dialect is not None:
         kinds = list(DIALECT_KINDS)
@@ -87,7 +88,7 @@ def fewshot_vqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
     parts: list[Part] = [_quiz_intro(n, rng)]
     while len(parts) < 2 * n + 1:
         scene = new_scene(0.5)
-        qa = ask(scene, rng, kinds)
+        qa = ask(scene, rng, kinds, detail)
         if qa is not None:  # else the scene cannot answer this task; draw another
             answer = dialect[qa.answer] if dialect is not None else qa.answer
             parts += [scene, g.FEWSHOT_VQA.format(question=qa.question, answer=answer)]
@@ -106,7 +107,8 @@ def fewshot_textvqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Par
 BUILDERS = {"story": story, "vqa": fewshot_vqa, "textvqa": fewshot_textvqa}
 
 
-def document(new_scene: NewScene, rng: random.Random) -> tuple[str, list[Part]]:
-    """(kind, parts) of one random interleaved document."""
+def document(new_scene: NewScene, rng: random.Random, detail: str = "detail") -> tuple[str, list[Part]]:
+    """(kind, parts) of one random interleaved document; few-shot VQA asks detail questions of kind `detail`."""
     kind = rng.choices(list(DOC_KIND_WEIGHTS), weights=list(DOC_KIND_WEIGHTS.values()))[0]
-    return kind, BUILDERS[kind](rng.choice(IMAGES_PER_DOC[kind]), new_scene, rng)
+    n = rng.choice(IMAGES_PER_DOC[kind])
+    return kind, fewshot_vqa(n, new_scene, rng, detail) if kind == "vqa" else BUILDERS[kind](n, new_scene, rng)

@@ -3,8 +3,10 @@
 Every eval image carries a label, so one image serves every image task: one
 VQA question about the shapes, one TextVQA question about the label, five
 reference captions, a detail question (the colour of the small object, when the
-scene has exactly one) and a dialect question (a colour or
-shape answered in `EVAL_DIALECT`, when the scene allows one). Scenes come from
+scene has exactly one), a corner question (the colour of the shape in one
+corner, when it is a corner scene: only corpora with data.synth.corner_scenes
+> 0 have them) and a dialect question (a colour or shape answered in
+`EVAL_DIALECT`, when the scene allows one). Scenes come from
 their own random streams ("eval-val", "eval-train"), are distinct from one
 another, and their keys are excluded from the training streams. The text
 questions (no image) come from the streams "eval-text-val" / "eval-text-train".
@@ -30,7 +32,7 @@ ID_BASE = {"train": 1_000_000, "val": 2_000_000}  # image_id = base + index: uni
 TEXT_ID_BASE = {"train": 3_000_000, "val": 4_000_000}  # question ids of the text questions
 N_ANSWERS, N_REFERENCES = 10, 5
 EVAL_DIALECT = 0  # the index in grammar.DIALECTS that synth_dialect answers in (all are equally common in training)
-QUESTION_SETS = {"vqa": 0, "detail": 2, "dialect": 3}  # VQAv2-format sets: question_id = image_id * 1000 + this
+QUESTION_SETS = {"vqa": 0, "detail": 2, "dialect": 3, "corner": 4}  # VQAv2-format: question_id = image_id * 1000 + this
 
 
 @dataclass
@@ -45,6 +47,8 @@ class EvalItem:
     detail: QA | None = None
     detail_answers: list[str] | None = None
     dialect: QA | None = None  # answer already in EVAL_DIALECT
+    corner: QA | None = None
+    corner_answers: list[str] | None = None
 
 
 def image_file(split: str, image_id: int) -> str:
@@ -52,14 +56,15 @@ def image_file(split: str, image_id: int) -> str:
     return f"eval/images/{split}/{image_id:012d}.png"
 
 
-def heldout_scenes(seed: int, n: int) -> dict[str, list[Scene]]:
-    """n distinct labelled scenes per split, no scene shared between splits."""
+def heldout_scenes(seed: int, n: int, corner_prob: float = 0.0) -> dict[str, list[Scene]]:
+    """n distinct labelled scenes per split (a share `corner_prob` of them corner scenes), no scene shared
+    between splits."""
     seen: set[str] = set()
     out = {}
     for split in SPLITS:
         out[split] = []
         for i in range(n):
-            scene = sample_scene(sample_rng(seed, f"eval-{split}", i), 1.0, seen)
+            scene = sample_scene(sample_rng(seed, f"eval-{split}", i), 1.0, seen, corner_prob)
             seen.add(scene.key())
             out[split].append(scene)
     return out
@@ -72,15 +77,18 @@ def _dialect_qa(scene: Scene, rng) -> QA | None:
     return QA(qa.kind, qa.question, g.DIALECTS[EVAL_DIALECT][qa.answer], qa.question_type, qa.answer_type, "yes/no")
 
 
-def _item(seed: int, split: str, i: int, scene: Scene) -> EvalItem:
+def _item(seed: int, split: str, i: int, scene: Scene, detail: str) -> EvalItem:
     rng = sample_rng(seed, f"eval-{split}-language", i)
-    vqa, text = ask(scene, rng), ask_text(scene, rng)
+    vqa, text = ask(scene, rng, detail=detail), ask_text(scene, rng)
     item = EvalItem(ID_BASE[split] + i, scene, vqa, human_answers(vqa, rng, N_ANSWERS), text,
                     human_answers(text, rng, N_ANSWERS), reference_captions(scene, rng, N_REFERENCES))
     rng = sample_rng(seed, f"eval-{split}-detail", i)
     item.detail = ask_detail(scene, rng)
     item.detail_answers = human_answers(item.detail, rng, N_ANSWERS) if item.detail else None
     item.dialect = _dialect_qa(scene, sample_rng(seed, f"eval-{split}-dialect", i))
+    rng = sample_rng(seed, f"eval-{split}-corner", i)
+    item.corner = ask_detail(scene, rng, "corner")
+    item.corner_answers = human_answers(item.corner, rng, N_ANSWERS) if item.corner else None
     return item
 
 
@@ -88,9 +96,10 @@ def _questions_of(items: list[EvalItem], name: str) -> list[tuple[int, int, QA, 
     """(image_id, question_id, qa, human answers) of one question set; items without one are left out."""
     out = []
     for it in items:
-        qa = {"vqa": it.vqa, "detail": it.detail, "dialect": it.dialect}[name]
+        qa = {"vqa": it.vqa, "detail": it.detail, "dialect": it.dialect, "corner": it.corner}[name]
         if qa is not None:
-            answers = {"vqa": it.vqa_answers, "detail": it.detail_answers}.get(name) or [qa.answer] * N_ANSWERS
+            answers = {"vqa": it.vqa_answers, "detail": it.detail_answers,
+                       "corner": it.corner_answers}.get(name) or [qa.answer] * N_ANSWERS
             out.append((it.image_id, it.image_id * 1000 + QUESTION_SETS[name], qa, answers))
     return out
 
@@ -165,13 +174,14 @@ def _write_split(out: Path, seed: int, split: str, items: list[EvalItem], image_
     return paths
 
 
-def write_evalsets(out: Path, seed: int, image_size: int, heldout: dict[str, list[Scene]]) -> dict:
-    """Write every eval file; returns {"images"|"vqa"|"detail"|"dialect"|"textvqa"|"text"|"scenes": {split: ...},
-    "caption": path}."""
+def write_evalsets(out: Path, seed: int, image_size: int, heldout: dict[str, list[Scene]],
+                   detail: str = "detail") -> dict:
+    """Write every eval file; returns {"images"|"vqa"|"detail"|"dialect"|"corner"|"textvqa"|"text"|"scenes":
+    {split: ...}, "caption": path}. The VQA set's detail questions are of kind `detail`, as in training."""
     items_by_split, files = {}, {"images": {}, **{name: {} for name in QUESTION_SETS}, "textvqa": {}, "text": {},
                                  "scenes": {}}
     for split, scenes in heldout.items():
-        items = [_item(seed, split, i, s) for i, s in enumerate(scenes)]
+        items = [_item(seed, split, i, s, detail) for i, s in enumerate(scenes)]
         paths = _write_split(out, seed, split, items, image_size)
         files["images"][split] = {"dir": f"eval/images/{split}", "count": len(items),
                                   "first_id": ID_BASE[split], "pattern": "{image_id:012d}.png"}

@@ -25,15 +25,31 @@ SHAPES = ("circle", "square", "triangle", "star", "cross")
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars", "cross": "crosses"}
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white")
 SIZES = ("small", "large")
-POSITIONS = ("center", "left", "right", "top", "bottom")
+POSITIONS = ("center", "left", "right", "top", "bottom")  # the five slots of a scene of shapes
+CORNERS = ("top left", "top right", "bottom left", "bottom right")
+
+
+def corner_slot(quarter: str) -> str:
+    """A corner scene's slot in the corner cell of a quarter ("top left" -> "top left corner")."""
+    return f"{quarter} corner"
+
+
+def inner_slot(quarter: str) -> str:
+    """A corner scene's slot between a quarter's corner and the center ("top left of the center")."""
+    return f"{quarter} of the center"
+
+
+CORNER_SLOTS = tuple(corner_slot(c) for c in CORNERS)
+INNER_SLOTS = tuple(inner_slot(c) for c in CORNERS)
 POSITION_PHRASES = {
     "center": "in the center",
     "left": "on the left",
     "right": "on the right",
     "top": "at the top",
     "bottom": "at the bottom",
+    **{slot: f"in the {slot}" for slot in CORNER_SLOTS},
+    **{slot: slot for slot in INNER_SLOTS},
 }
-CORNERS = ("top left", "top right", "bottom left", "bottom right")
 BACKGROUNDS = ("gray", "black", "brown")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 DIGITS = tuple(str(i) for i in range(11))
@@ -69,6 +85,8 @@ QUESTIONS = {
     "colour": ("what colour is the {shape}?", "which colour is the {shape}?"),
     "shape": ("what shape is the {colour} one?", "which shape is {colour}?"),
     "detail": ("what colour is the small one?", "which colour is the small shape?"),
+    "corner": ("what colour is the shape in the {corner} corner?",
+               "which colour is the small one in the {corner} corner?"),
     "count_shape": ("how many {plural} are there?", "how many {plural} are in the picture?"),
     "count_colour": ("how many {colour} shapes are there?",),
     "count_all": ("how many shapes are there?", "how many shapes are in the picture?"),
@@ -192,8 +210,8 @@ def _template_strings():
 @lru_cache(maxsize=1)
 def _vocabulary() -> tuple[str, ...]:
     words = set(GLUE)
-    for group in (SHAPES, tuple(PLURALS.values()), COLOURS, SIZES, POSITIONS, CORNERS, BACKGROUNDS,
-                  NUMBER_WORDS, DIGITS, YES_NO, ORDINALS, LABEL_TEXTS, tuple(SIZE_SYNONYMS.values()),
+    for group in (SHAPES, tuple(PLURALS.values()), COLOURS, SIZES, POSITIONS, CORNERS, CORNER_SLOTS, INNER_SLOTS,
+                  BACKGROUNDS, NUMBER_WORDS, DIGITS, YES_NO, ORDINALS, LABEL_TEXTS, tuple(SIZE_SYNONYMS.values()),
                   *(tuple(d.values()) for d in DIALECTS)):
         for phrase in group:
             words.update(pretokenize(phrase))

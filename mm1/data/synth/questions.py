@@ -80,6 +80,17 @@ def _ask_detail(scene, rng, t):
     return None
 
 
+def _ask_corner(scene, rng, t):
+    """The colour of the small shape in one corner of a corner scene (`scene.py`): it shares its quarter
+    with a small shape of another colour, so that at 4 image tokens (one per quarter) the two share a token
+    and at 16 each has its own."""
+    corners = [o for o in scene.objects if o.position in g.CORNER_SLOTS]
+    if corners:
+        o = rng.choice(corners)
+        return _qa("corner", t, {"corner": o.position.removesuffix(" corner")}, o.colour, "other", "colour")
+    return None
+
+
 def _ask_count_shape(scene, rng, t):
     shape = rng.choice(g.SHAPES)
     return _qa("count_shape", t, {"plural": g.PLURALS[shape]}, str(scene.count(shape=shape)), "number", "number")
@@ -123,29 +134,39 @@ def _ask_background(scene, rng, t):
 ASKERS = {
     "colour": _ask_colour, "shape": _ask_shape, "detail": _ask_detail, "count_shape": _ask_count_shape,
     "count_colour": _ask_count_colour, "count_all": _ask_count_all, "position": _ask_attribute("position"),
-    "size": _ask_attribute("size"), "exists": _ask_exists, "background": _ask_background,
+    "size": _ask_attribute("size"), "exists": _ask_exists, "background": _ask_background, "corner": _ask_corner,
 }
+DETAIL_KINDS = ("detail", "corner")  # what the weighted kind "detail" asks: the lone small shape, or (in a
+# corpus with corner scenes, data.synth.corner_scenes > 0) the shape in a corner of a corner scene
 
 
-def ask(scene: Scene, rng: random.Random, kinds=None) -> QA | None:
+def detail_kind(corner_prob: float) -> str:
+    """The detail question of a corpus whose share of corner scenes is `corner_prob`."""
+    return "corner" if corner_prob > 0 else "detail"
+
+
+def ask(scene: Scene, rng: random.Random, kinds=None, detail: str = "detail") -> QA | None:
     """A random question about the scene's shapes, of one of `kinds` (default: all).
 
     Kinds are tried in a weighted random order; None when none of them fits the
-    scene (e.g. "colour" needs a shape that occurs once).
+    scene (e.g. "colour" needs a shape that occurs once). The kind "detail" asks
+    the question of kind `detail` (one of DETAIL_KINDS).
     """
     remaining = list(kinds or QUESTION_WEIGHTS)
     while remaining:
         kind = rng.choices(remaining, weights=[QUESTION_WEIGHTS[k] for k in remaining])[0]
         remaining.remove(kind)
-        qa = ASKERS[kind](scene, rng, rng.choice(g.QUESTIONS[kind]))
+        asked = detail if kind == "detail" else kind
+        qa = ASKERS[asked](scene, rng, rng.choice(g.QUESTIONS[asked]))
         if qa is not None:
             return qa
     return None
 
 
-def ask_detail(scene: Scene, rng: random.Random) -> QA | None:
-    """A detail question about the scene (see `_ask_detail`), or None unless it has exactly one small object."""
-    return _ask_detail(scene, rng, rng.choice(g.QUESTIONS["detail"]))
+def ask_detail(scene: Scene, rng: random.Random, detail: str = "detail") -> QA | None:
+    """A detail question of kind `detail` (one of DETAIL_KINDS) about the scene, or None when it has none:
+    "detail" needs exactly one small object, "corner" a corner scene."""
+    return ASKERS[detail](scene, rng, rng.choice(g.QUESTIONS[detail]))
 
 
 def ask_text(scene: Scene, rng: random.Random) -> QA:

@@ -4,6 +4,12 @@ Layout lives on a 64 x 64 grid (`GRID`), whatever the rendered size: five
 slots (center, left, right, top, bottom) hold at most one shape each, and the
 label, when there is one, sits in one of the four free corners. The renderer
 scales the grid to the image size.
+
+A *corner scene* (a share `data.synth.corner_scenes` of the scenes, 0 by
+default) holds small shapes only, in pairs on a 4 x 4 grid of `CELL`-unit
+cells: in each of 1-4 quarters of the image, one in the corner cell and one of
+another colour in the cell between that corner and the center. The label, when
+there is one, sits in a quarter without shapes.
 """
 from __future__ import annotations
 
@@ -15,9 +21,22 @@ from typing import Optional
 from mm1.data.synth import grammar as g
 
 GRID = 64
-SLOT_CENTRES = {"center": (32, 32), "left": (11, 32), "right": (53, 32), "top": (32, 11), "bottom": (32, 53)}
+CELL = 16  # a corner scene's cells: 4 x 4, so that 16 image tokens give each cell one and 4 give a quarter one
+
+
+def _cell_centre(quarter: str, inner: bool) -> tuple[int, int]:
+    """Centre of a quarter's corner cell, or of its inner cell (the one between the corner and the center)."""
+    col = (1 if inner else 0) if "left" in quarter else (2 if inner else 3)
+    row = (1 if inner else 0) if "top" in quarter else (2 if inner else 3)
+    return col * CELL + CELL // 2, row * CELL + CELL // 2
+
+
+SLOT_CENTRES = {"center": (32, 32), "left": (11, 32), "right": (53, 32), "top": (32, 11), "bottom": (32, 53),
+                **{g.corner_slot(c): _cell_centre(c, False) for c in g.CORNERS},
+                **{g.inner_slot(c): _cell_centre(c, True) for c in g.CORNERS}}
 RADIUS = {"small": 4, "large": 9}  # a small shape is 8 px wide at 64 px: its shape is a detail
 JITTER = {"small": 4, "large": 1}  # max offset from the slot centre, in grid units
+CORNER_JITTER = 2  # in a corner scene: a small shape (radius 4) stays inside its 16-unit cell
 CHAR_W, TEXT_H, LABEL_PAD = 6, 9, 1  # bitmap font: 6 px per character, 9 rows of ink
 CORNER_CELL = 21  # the corner squares no shape reaches (slots + radius + jitter stay outside)
 OBJECT_COUNT_WEIGHTS = {1: 3.0, 2: 3.0, 3: 2.5, 4: 1.5}
@@ -133,17 +152,39 @@ def _sample_objects(rng: random.Random) -> tuple[Obj, ...]:
     return tuple(objects)
 
 
+def _sample_corner_objects(rng: random.Random, quarters: list[str]) -> tuple[Obj, ...]:
+    """In 1 to len(quarters) of the quarters, a small shape in the corner cell and a small shape of another
+    colour in the inner cell: at 4 image tokens the two share a token, at 16 each has its own."""
+    objects = []
+    for quarter in rng.sample(quarters, rng.randint(1, len(quarters))):
+        for slot, colour in zip((g.corner_slot(quarter), g.inner_slot(quarter)), rng.sample(g.COLOURS, 2)):
+            j = CORNER_JITTER
+            objects.append(Obj(rng.choice(g.SHAPES), colour, "small", slot, rng.randint(-j, j), rng.randint(-j, j)))
+    return tuple(objects)
+
+
 def _sample_label(rng: random.Random) -> Label:
     text = rng.choice(g.LABEL_TEXTS)
     w, h = label_size(text)
     return Label(text, rng.choice(g.CORNERS), rng.randint(0, CORNER_CELL - w), rng.randint(0, CORNER_CELL - h))
 
 
-def sample_scene(rng: random.Random, label_prob: float = 0.5, exclude=frozenset()) -> Scene:
-    """A random scene whose `key()` is not in `exclude` (held-out scenes)."""
-    for _ in range(10_000):
-        objects = _sample_objects(rng)
+def _sample_layout(rng: random.Random, label_prob: float, corner_prob: float):
+    """(objects, label): a corner scene with probability `corner_prob`, else a scene of the five slots. With
+    corner_prob 0 no extra random number is drawn, so such scenes are the generator version 3's."""
+    if corner_prob > 0 and rng.random() < corner_prob:
         label = _sample_label(rng) if rng.random() < label_prob else None
+        quarters = [c for c in g.CORNERS if label is None or c != label.corner]
+        return _sample_corner_objects(rng, quarters), label
+    objects = _sample_objects(rng)
+    return objects, _sample_label(rng) if rng.random() < label_prob else None
+
+
+def sample_scene(rng: random.Random, label_prob: float = 0.5, exclude=frozenset(), corner_prob: float = 0.0) -> Scene:
+    """A random scene whose `key()` is not in `exclude` (held-out scenes); a corner scene with probability
+    `corner_prob`."""
+    for _ in range(10_000):
+        objects, label = _sample_layout(rng, label_prob, corner_prob)
         scene = Scene(objects, rng.choice(g.BACKGROUNDS), label, rng.choice(NOISE_LEVELS), rng.getrandbits(32))
         if scene.key() not in exclude:
             return scene

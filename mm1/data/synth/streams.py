@@ -2,12 +2,14 @@
 
 Each sample draws from its own random stream (`sample_rng(seed, stream,
 index)`), so a sample depends only on the seed and its index. Scenes whose
-`key()` is in `exclude` (the held-out eval scenes) are never drawn.
+`key()` is in `exclude` (the held-out eval scenes) are never drawn; a share
+`corner_prob` of the scenes are corner scenes (`scene.py`).
 """
 from __future__ import annotations
 
 from mm1.data.synth.describe import caption
 from mm1.data.synth.documents import document
+from mm1.data.synth.questions import detail_kind
 from mm1.data.synth.render import label_box, png_bytes, render
 from mm1.data.synth.scene import Scene, sample_scene
 from mm1.data.synth.shards import Sample, json_bytes, sample_rng
@@ -26,18 +28,19 @@ def scene_record(scene: Scene, image_size: int) -> dict:
     return {**scene.to_dict(), "label_box": label_box(scene, image_size)}
 
 
-def caption_sample(seed: int, index: int, image_size: int, exclude) -> Sample:
+def caption_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "caption", index)
-    scene = sample_scene(rng, CAPTION_LABEL_PROB, exclude)
+    scene = sample_scene(rng, CAPTION_LABEL_PROB, exclude, corner_prob)
     text = caption(scene, rng)
     meta = {"caption": text, "scene": scene_record(scene, image_size), "width": image_size, "height": image_size}
     members = {"png": png_bytes(render(scene, image_size)), "txt": text.encode("utf-8"), "json": json_bytes(meta)}
     return sample_key("caption", index), members
 
 
-def interleaved_sample(seed: int, index: int, image_size: int, exclude) -> Sample:
+def interleaved_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "interleaved", index)
-    kind, parts = document(lambda label_prob: sample_scene(rng, label_prob, exclude), rng)
+    kind, parts = document(lambda label_prob: sample_scene(rng, label_prob, exclude, corner_prob), rng,
+                           detail_kind(corner_prob))
     texts, images, scenes, members = [], [], [], {}
     for part in parts:
         if isinstance(part, str):
@@ -55,7 +58,7 @@ def interleaved_sample(seed: int, index: int, image_size: int, exclude) -> Sampl
     return sample_key("interleaved", index), members
 
 
-def text_sample(seed: int, index: int, image_size: int, exclude) -> Sample:
+def text_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "text", index)
     _kind, text = text_document(rng)
     return sample_key("text", index), {"txt": text.encode("utf-8")}
