@@ -44,6 +44,19 @@ def synth_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def corner_root(tmp_path_factory) -> Path:
+    """The eval sets of a small corpus with corner scenes (data.synth.corner_scenes 0.3; no training
+    shards), written once per test session: the only kind of corpus with synth_corner questions."""
+    from mm1.config.schema import SynthConfig
+    from mm1.data.synth import write_corpus
+
+    root = tmp_path_factory.mktemp("corner")
+    write_corpus(root, SynthConfig(**{**SMALL_CORPUS, "caption_samples": 0, "interleaved_samples": 0,
+                                      "text_samples": 0, "corner_scenes": 0.3}))
+    return root
+
+
 @pytest.fixture
 def tiny_overrides(synth_root, tmp_path) -> list[str]:
     """Overrides that point the tiny recipe at the small corpus and a temporary run folder."""

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mm1.ablate.grid import GridError, check_runs, expand, load_grid
 from mm1.ablate.lrfit import fit_log_linear, fit_lr_law
@@ -79,13 +80,15 @@ def test_multi_key_levels_and_preset_merge(tmp_path):
     assert cfgs[1].data.mixture["interleaved"] == 0.0
 
 
-@pytest.mark.parametrize("preset", [None, "tiny"])
-@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+PRESETS = [(path, preset) for path in GRIDS for preset in [None, *yaml.safe_load(path.read_text()).get("presets", {})]]
+
+
+@pytest.mark.parametrize("path, preset", PRESETS, ids=lambda v: getattr(v, "stem", v))
 def test_every_shipped_grid_expands_and_every_run_config_loads(path, preset):
     grid = load_grid(path, preset)
     runs = expand(grid)
     assert len(runs) >= 2 and len(check_runs(runs)) == len(runs)
-    if preset == "tiny":
+    if preset is not None:  # every preset is a tiny one
         assert grid.base == str(TINY)
 
 

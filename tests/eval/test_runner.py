@@ -204,18 +204,11 @@ def test_one_eval_config_for_recipes_grids_and_the_command():
         parser.parse_args(["--shots", "zero"])
 
 
-def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_without(tiny, synth_root, tmp_path,
-                                                                                        capsys):
+def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_without(tiny, synth_root, corner_root,
+                                                                                        tmp_path, capsys):
     """synth_corner exists only in a corpus written with data.synth.corner_scenes > 0 (the tokens grid's corner
     preset); on the default corpus it stops with a clear error before anything is scored."""
-    from mm1.config.schema import SynthConfig
-    from mm1.data.synth import write_corpus
-    from tests.conftest import SMALL_CORPUS
-
     cfg, tok, model = tiny
-    corner_root = tmp_path / "corner"
-    write_corpus(corner_root, SynthConfig(**{**SMALL_CORPUS, "caption_samples": 0, "interleaved_samples": 0,
-                                             "text_samples": 0, "corner_scenes": 0.3}))
     run = save_model_folder(tmp_path / "run" / "checkpoint", model, load_config(TINY, [f"data.root={corner_root}"]),
                             tok)
     assert main(["eval", str(run), "--tasks", "synth_corner", "--shots", "0,2", "--limit", "4", "--trials", "1",
