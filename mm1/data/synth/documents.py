@@ -79,7 +79,7 @@ def _quiz_intro(n: int, rng: random.Random) -> str:
 
 def fewshot_vqa(n: int, new_scene: NewScene, rng: random.Random, detail: str = "detail") -> list[Part]:
     """Plain answers to one question kind or to mixed kinds, or colour/shape answers in one dialect; the kind
-    "detail" asks the question of kind `detail` (questions.DETAIL_KINDS)."""
+    "detail" asks the question of kind `detail` (questions.detail_kind)."""
     dialect = rng.choice(g.DIALECTS) if rng.random() < DIALECT_PROB else None
     if dialect is not None:
         kinds = list(DIALECT_KINDS)

@@ -136,12 +136,9 @@ ASKERS = {
     "count_colour": _ask_count_colour, "count_all": _ask_count_all, "position": _ask_attribute("position"),
     "size": _ask_attribute("size"), "exists": _ask_exists, "background": _ask_background, "corner": _ask_corner,
 }
-DETAIL_KINDS = ("detail", "corner")  # what the weighted kind "detail" asks: the lone small shape, or (in a
-# corpus with corner scenes, data.synth.corner_scenes > 0) the shape in a corner of a corner scene
-
-
 def detail_kind(corner_prob: float) -> str:
-    """The detail question of a corpus whose share of corner scenes is `corner_prob`."""
+    """What the weighted kind "detail" asks in a corpus whose share of corner scenes is `corner_prob`: "detail"
+    (the lone small shape) or, with corner scenes, "corner" (the shape in a corner of a corner scene)."""
     return "corner" if corner_prob > 0 else "detail"
 
 
@@ -150,7 +147,7 @@ def ask(scene: Scene, rng: random.Random, kinds=None, detail: str = "detail") ->
 
     Kinds are tried in a weighted random order; None when none of them fits the
     scene (e.g. "colour" needs a shape that occurs once). The kind "detail" asks
-    the question of kind `detail` (one of DETAIL_KINDS).
+    the question of kind `detail` ("detail" or "corner", see `detail_kind`).
     """
     remaining = list(kinds or QUESTION_WEIGHTS)
     while remaining:
@@ -164,7 +161,7 @@ def ask(scene: Scene, rng: random.Random, kinds=None, detail: str = "detail") ->
 
 
 def ask_detail(scene: Scene, rng: random.Random, detail: str = "detail") -> QA | None:
-    """A detail question of kind `detail` (one of DETAIL_KINDS) about the scene, or None when it has none:
+    """A detail question of kind `detail` ("detail" or "corner") about the scene, or None when it has none:
     "detail" needs exactly one small object, "corner" a corner scene."""
     return ASKERS[detail](scene, rng, rng.choice(g.QUESTIONS[detail]))
 

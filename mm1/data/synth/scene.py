@@ -155,10 +155,9 @@ def _sample_objects(rng: random.Random) -> tuple[Obj, ...]:
 def _sample_corner_objects(rng: random.Random, quarters: list[str]) -> tuple[Obj, ...]:
     """In 1 to len(quarters) of the quarters, a small shape in the corner cell and a small shape of another
     colour in the inner cell: at 4 image tokens the two share a token, at 16 each has its own."""
-    objects = []
+    objects, j = [], CORNER_JITTER
     for quarter in rng.sample(quarters, rng.randint(1, len(quarters))):
         for slot, colour in zip((g.corner_slot(quarter), g.inner_slot(quarter)), rng.sample(g.COLOURS, 2)):
-            j = CORNER_JITTER
             objects.append(Obj(rng.choice(g.SHAPES), colour, "small", slot, rng.randint(-j, j), rng.randint(-j, j)))
     return tuple(objects)
 
