@@ -69,7 +69,7 @@ def checkpoint_dir(path: str | Path) -> Path:
     return final if ModelDir(final).weights.is_file() else p
 
 
-def _checkpoint_data_root(ckpt: Path) -> Optional[str]:
+def checkpoint_data_root(ckpt: Path) -> Optional[str]:
     cfg_file = ModelDir(ckpt).config
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{ckpt} is not an mm1 checkpoint: config.yaml is missing")
@@ -82,7 +82,7 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: Path | str
     """Load a checkpoint (or run folder) and score it; the tasks' files are read before the model loads.
     `out` defaults to eval/ beside the checkpoint folder; `data_root` to the checkpoint's data.root."""
     ckpt = checkpoint_dir(checkpoint)
-    tasks = prepare(cfg, data_root or _checkpoint_data_root(ckpt), task_dir)
+    tasks = prepare(cfg, data_root or checkpoint_data_root(ckpt), task_dir)
     loaded = load_model_folder(ckpt, device=pick_device(device, "--device"))
     out = Path(out) if out else RunDir(ckpt.parent).eval
     return evaluate_model(loaded.model, loaded.tokenizer, cfg, tasks, loaded.cfg.model.vision.image_size, out,

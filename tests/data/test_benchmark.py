@@ -25,6 +25,7 @@ from mm1.config.schema import SynthConfig
 from mm1.data.image import resized
 from mm1.data.synth import grammar as g
 from mm1.data.synth import write_corpus
+from mm1.data.synth.answers import KINDS, answer_kind, answer_shares, named_quarter
 from mm1.data.synth.documents import DIALECT_KINDS, fewshot_vqa
 from mm1.data.synth.evalsets import EVAL_DIALECT
 from mm1.data.synth.render import BACKGROUND_RGB, RGB, render
@@ -178,6 +179,38 @@ def test_corner_questions_ask_a_corner_that_shares_its_quarter_with_another_colo
         asked[corner] += 1
     assert set(asked) == set(g.CORNERS)
 
+
+
+def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(corner_corpus):
+    """tools/corner_answers.py's kinds on every corner question of a real corpus: the annotated answer is the
+    corner, the other colour of its quarter the neighbour, other quarters' colours, absent colours and
+    non-colours each their own kind; the shares over a run's rows add up to 1."""
+    scenes = {k: scene_from_dict(d) for k, d in _load(corner_corpus, "eval/scenes/val.json").items()}
+    anns = _load(corner_corpus, "eval/corner/val_annotations.json")["annotations"]
+    questions = {q["question_id"]: q["question"]
+                 for q in _load(corner_corpus, "eval/corner/val_questions.json")["questions"]}
+    rows, seen = [], Counter()
+    for ann in anns:
+        scene, question = scenes[str(ann["image_id"])], questions[ann["question_id"]]
+        quarter = named_quarter(question)
+        by_slot = {o.position: o.colour for o in scene.objects}
+        assert answer_kind(scene, question, ann["multiple_choice_answer"]) == "corner"
+        assert answer_kind(scene, question, by_slot[g.inner_slot(quarter)] + " colour") == "neighbour"
+        assert answer_kind(scene, question, "yes") == "not a colour"
+        for colour in g.COLOURS:
+            kind = answer_kind(scene, question, colour)
+            seen[kind] += 1
+            if colour not in by_slot.values():
+                assert kind == "not in the scene"
+            elif colour not in (by_slot[g.corner_slot(quarter)], by_slot[g.inner_slot(quarter)]):
+                assert kind == "other quarter"
+        rows.append({"image_id": ann["image_id"], "question": question, "prediction": ann["multiple_choice_answer"]})
+    assert seen["other quarter"] > 0 and seen["not in the scene"] > 0
+    shares = answer_shares(rows + [dict(rows[0], prediction="no")], scenes)
+    assert shares["n"] == len(rows) + 1 and sum(shares[k] for k in KINDS) == pytest.approx(1)
+    assert shares["corner"] == pytest.approx(len(rows) / (len(rows) + 1))
+    with pytest.raises(ValueError, match="not a corner question"):
+        named_quarter("what colour is the small shape?")
 
 def _cells_drawn(obj, background: str, grid: int, size: int = 128) -> set[tuple[int, int]]:
     """The cells of a grid x grid division of the image that the object's pixels fall in."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import runpy
 import shutil
+from collections import Counter
 
 import pytest
 import yaml
@@ -19,7 +21,7 @@ from mm1.eval.report import write_outputs
 from mm1.eval.runner import evaluate
 from mm1.eval.tasks import SUITES
 from mm1.train.model_folder import save_model_folder
-from tests.conftest import TINY, build_tiny
+from tests.conftest import ROOT, TINY, build_tiny
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +219,13 @@ def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_wi
     assert len(records) == 8 and all(" corner?" in r["question"] for r in records)
     assert all(r["error"] is None for r in records) and all(len(r["demo_ids"]) == r["shots"] for r in records)
     capsys.readouterr()
+    tool = runpy.run_path(str(ROOT / "tools" / "corner_answers.py"), run_name="corner_answers")
+    assert tool["main"]([str(tmp_path / "out"), "--shots", "0"]) == 0  # the scenes of the checkpoint's data.root
+    cells = capsys.readouterr().out.splitlines()[-1].strip("| ").split(" | ")
+    zero = [r for r in records if r["shots"] == 0]
+    right = sum(r["prediction"] == Counter(r["answers"]).most_common(1)[0][0] for r in zero)
+    assert cells[0] == "out" and int(cells[1]) == len(zero) and float(cells[2]) == 100 * right / len(zero)
+    assert sum(map(float, cells[2:-1])) == pytest.approx(100, abs=0.3)
     assert main(["eval", str(run), "--tasks", "synth_corner", "--data-root", str(synth_root), "--limit", "4",
                  "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err

@@ -1,0 +1,58 @@
+"""Where a run's synth_corner answers point: the named corner's colour, its neighbour's, elsewhere.
+
+    python tools/corner_answers.py RUN_OR_EVAL_DIR... [--shots 0] [--data-root DIR]
+
+Each folder is a run folder of `mm1 ablate` or `mm1 pretrain` (its eval/ is read) or the --out folder of
+`mm1 eval`. The scenes come from the corpus the checkpoint was trained on (its data.root, as `mm1 eval`
+finds it) unless --data-root names one. Prints one markdown row per folder: the share of each answer kind
+in % of the scored synth_corner queries (mm1/data/synth/answers.py says what each kind means).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mm1.data.synth.answers import KINDS, answer_shares
+from mm1.data.synth.scene import scene_from_dict
+from mm1.eval.evaluate import checkpoint_data_root
+
+
+def _eval_dir(folder: Path) -> Path:
+    return folder if (folder / "predictions.jsonl").is_file() else folder / "eval"
+
+
+def _scenes(eval_dir: Path, data_root: str | None) -> dict:
+    root = data_root or checkpoint_data_root(Path(json.loads((eval_dir / "results.json").read_text())["checkpoint"]))
+    if not root:
+        raise SystemExit(f"{eval_dir}: the checkpoint names no data.root; pass --data-root DIR")
+    raw = json.loads((Path(root) / "eval" / "scenes" / "val.json").read_text())
+    return {key: scene_from_dict(d) for key, d in raw.items()}
+
+
+def row(folder: Path, shots: int, data_root: str | None) -> str:
+    eval_dir = _eval_dir(folder)
+    with open(eval_dir / "predictions.jsonl") as f:
+        rows = [r for r in map(json.loads, f) if r["task"] == "synth_corner" and r["shots"] == shots]
+    shares = answer_shares(rows, _scenes(eval_dir, data_root))
+    quarter = shares["corner"] + shares["neighbour"]
+    cells = " | ".join(f"{100 * shares[k]:.1f}" for k in KINDS)
+    return f"| {folder.name} | {shares['n']} | {cells} | {100 * quarter:.1f} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folders", nargs="+", type=Path)
+    p.add_argument("--shots", type=int, default=0, help="the k-shot predictions to count (default: 0)")
+    p.add_argument("--data-root", help="the corpus folder (default: the checkpoint's data.root)")
+    args = p.parse_args(argv)
+    print(f"| run | queries | {' | '.join(KINDS)} | named quarter |")
+    print("|---" * (len(KINDS) + 3) + "|")
+    for folder in args.folders:
+        print(row(folder, args.shots, args.data_root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
