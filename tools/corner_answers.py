@@ -10,6 +10,7 @@ in % of the scored synth_corner queries (mm1/data/synth/answers.py says what eac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -17,25 +18,29 @@ from pathlib import Path
 from mm1.data.synth.answers import KINDS, answer_shares
 from mm1.data.synth.scene import scene_from_dict
 from mm1.eval.evaluate import checkpoint_data_root
+from mm1.layout import EvalDir, RunDir
 
 
-def _eval_dir(folder: Path) -> Path:
-    return folder if (folder / "predictions.jsonl").is_file() else folder / "eval"
+def _eval_dir(folder: Path) -> EvalDir:
+    given = EvalDir(folder)
+    return given if given.predictions.is_file() else EvalDir(RunDir(folder).eval)
 
 
-def _scenes(eval_dir: Path, data_root: str | None) -> dict:
-    root = data_root or checkpoint_data_root(Path(json.loads((eval_dir / "results.json").read_text())["checkpoint"]))
-    if not root:
-        raise SystemExit(f"{eval_dir}: the checkpoint names no data.root; pass --data-root DIR")
+@functools.lru_cache(maxsize=None)
+def _scenes(root: str) -> dict:
+    """The held-out scenes of the corpus at `root`, read once however many runs share it."""
     raw = json.loads((Path(root) / "eval" / "scenes" / "val.json").read_text())
     return {key: scene_from_dict(d) for key, d in raw.items()}
 
 
 def row(folder: Path, shots: int, data_root: str | None) -> str:
     eval_dir = _eval_dir(folder)
-    with open(eval_dir / "predictions.jsonl") as f:
+    root = data_root or checkpoint_data_root(Path(json.loads(eval_dir.results.read_text())["checkpoint"]))
+    if not root:
+        raise ValueError("the checkpoint names no data.root; pass --data-root DIR")
+    with open(eval_dir.predictions) as f:
         rows = [r for r in map(json.loads, f) if r["task"] == "synth_corner" and r["shots"] == shots]
-    shares = answer_shares(rows, _scenes(eval_dir, data_root))
+    shares = answer_shares(rows, _scenes(str(root)))
     quarter = shares["corner"] + shares["neighbour"]
     cells = " | ".join(f"{100 * shares[k]:.1f}" for k in KINDS)
     return f"| {folder.name} | {shares['n']} | {cells} | {100 * quarter:.1f} |"
@@ -50,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| run | queries | {' | '.join(KINDS)} | named quarter |")
     print("|---" * (len(KINDS) + 3) + "|")
     for folder in args.folders:
-        print(row(folder, args.shots, args.data_root))
+        try:
+            print(row(folder, args.shots, args.data_root))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"corner_answers: {folder}: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

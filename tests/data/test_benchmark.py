@@ -180,7 +180,6 @@ def test_corner_questions_ask_a_corner_that_shares_its_quarter_with_another_colo
     assert set(asked) == set(g.CORNERS)
 
 
-
 def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(corner_corpus):
     """tools/corner_answers.py's kinds on every corner question of a real corpus: the annotated answer is the
     corner, the other colour of its quarter the neighbour, other quarters' colours, absent colours and
@@ -211,6 +210,7 @@ def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(c
     assert shares["corner"] == pytest.approx(len(rows) / (len(rows) + 1))
     with pytest.raises(ValueError, match="not a corner question"):
         named_quarter("what colour is the small shape?")
+
 
 def _cells_drawn(obj, background: str, grid: int, size: int = 128) -> set[tuple[int, int]]:
     """The cells of a grid x grid division of the image that the object's pixels fall in."""

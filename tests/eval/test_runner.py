@@ -226,6 +226,8 @@ def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_wi
     right = sum(r["prediction"] == Counter(r["answers"]).most_common(1)[0][0] for r in zero)
     assert cells[0] == "out" and int(cells[1]) == len(zero) and float(cells[2]) == 100 * right / len(zero)
     assert sum(map(float, cells[2:-1])) == pytest.approx(100, abs=0.3)
+    assert tool["main"]([str(tmp_path / "out"), "--shots", "8"]) == 2  # scored at 0 and 2 shots only
+    assert "no synth_corner predictions" in capsys.readouterr().err
     assert main(["eval", str(run), "--tasks", "synth_corner", "--data-root", str(synth_root), "--limit", "4",
                  "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err
