@@ -30,7 +30,8 @@ def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> 
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """Decay matrices only; biases, norms, embeddings of positions and queries are not decayed."""
+    """Decay every tensor of two or more dimensions (weight matrices, convolutions, embeddings, learned
+    positions and queries); biases and norm gains are not decayed."""
     decay, no_decay = [], []
     for _, param in model.named_parameters():
         if param.requires_grad:

@@ -1,6 +1,7 @@
-"""Vision-language connectors: shapes, exact parameter counts, gradient flow, and
-parity of the C-Abstractor with an independent rebuild of Honeybee's (and, when
-timm is installed, with Honeybee's own timm `RegStage` construction)."""
+"""Vision-language connectors: shapes, exact parameter counts, gradient flow,
+parity of attention pooling with open_clip's `AttentionalPooler`, and parity of
+the C-Abstractor with an independent rebuild of Honeybee's (and, when timm is
+installed, with Honeybee's own timm `RegStage` construction)."""
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def mlp_params(i: int, o: int, depth: int) -> int:  # Linear(i, o), then (GELU, 
 
 
 def attention_pool_params(i: int, h: int, o: int, t: int) -> int:
-    queries = t * h
+    queries = t * h + 2 * h  # and their LayerNorm
     norm = 2 * i
     attn = h * h + 2 * (i * h) + 3 * h + linear(h, h)  # q, k, v projections, in-proj bias, out-proj
     return queries + norm + attn + linear(h, o)
@@ -118,7 +119,7 @@ def test_param_count_mlp_and_avg_pool(depth):
 @pytest.mark.parametrize("in_dim", [IN, HID])  # kdim != embed_dim and the packed in-proj path
 def test_param_count_attention_pool(in_dim):
     assert n_params(make("attention_pool", 16, in_dim=in_dim, heads=4)) == attention_pool_params(in_dim, HID, OUT, 16)
-    assert attention_pool_params(IN, HID, OUT, 16) == 5592
+    assert attention_pool_params(IN, HID, OUT, 16) == 5656
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -148,6 +149,30 @@ def test_gradients_reach_every_parameter(kind, tokens):
     for name, p in m.named_parameters():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+# ---- attention pooling parity with open_clip's AttentionalPooler ----------------------------
+
+@pytest.mark.parametrize("in_dim,tokens,heads,grid", [(IN, 16, 8, GRID), (HID, 4, 4, GRID), (IN, 1, 1, 4),
+                                                      (HID, 64, 2, 16)])
+def test_attention_pool_matches_open_clip(in_dim, tokens, heads, grid):
+    """Our pooler is open_clip's AttentionalPooler (the one CoCa uses) followed by the projection: the same
+    parameters give the same tokens, and a fresh one starts with queries as spread as open_clip's."""
+    from open_clip.transformer import AttentionalPooler
+
+    ours = make("attention_pool", tokens, in_dim=in_dim, heads=heads, grid=grid)
+    ref = AttentionalPooler(d_model=HID, context_dim=in_dim, n_head=heads, n_queries=tokens)
+    with torch.no_grad():  # random norms too, so that a norm applied to the wrong side shows
+        for p in list(ours.query_norm.parameters()) + list(ours.norm.parameters()):
+            p.normal_()
+    ref.load_state_dict({"query": ours.queries, "ln_q.weight": ours.query_norm.weight,
+                         "ln_q.bias": ours.query_norm.bias, "ln_k.weight": ours.norm.weight,
+                         "ln_k.bias": ours.norm.bias, **{f"attn.{k}": v for k, v in ours.attn.state_dict().items()}})
+    x = torch.randn(3, grid * grid, in_dim)
+    torch.testing.assert_close(ours(x), ours.proj(ref(x)), rtol=1e-5, atol=1e-5)
+    fresh = AttentionalPooler(d_model=HID, context_dim=in_dim, n_head=heads, n_queries=max(tokens, 16))
+    spread = make("attention_pool", max(tokens, 16), in_dim=in_dim, heads=heads, grid=grid).queries.std().item()
+    assert abs(spread - fresh.query.std().item()) < 0.35 and spread > 0.5  # standard normals, not near zero
 
 
 # ---- C-Abstractor parity with an independent rebuild of Honeybee's --------------------------

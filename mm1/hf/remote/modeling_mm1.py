@@ -61,18 +61,20 @@ class AvgPoolProjector(nn.Module):
 
 
 class AttentionPoolProjector(nn.Module):
-    """T learned queries cross-attend to the layer-normed patches, then a linear projection."""
+    """T learned, layer-normed queries cross-attend to the layer-normed patches, then a linear projection."""
 
     def __init__(self, c: dict, in_dim: int, out_dim: int, grid: int):
         super().__init__()
-        self.queries = nn.Parameter(torch.zeros(1, c["num_tokens"], c["hidden"]))
+        self.queries = nn.Parameter(torch.zeros(c["num_tokens"], c["hidden"]))
+        self.query_norm = nn.LayerNorm(c["hidden"])
         self.norm = nn.LayerNorm(in_dim)
         self.attn = nn.MultiheadAttention(c["hidden"], c["heads"], kdim=in_dim, vdim=in_dim, batch_first=True)
         self.proj = nn.Linear(c["hidden"], out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)  # (N, P, Dv)
-        x, _ = self.attn(self.queries.expand(x.shape[0], -1, -1), x, x, need_weights=False)  # (N, T, hidden)
+        q = self.query_norm(self.queries).expand(x.shape[0], -1, -1)  # (N, T, hidden)
+        x, _ = self.attn(q, x, x, need_weights=False)  # (N, T, hidden)
         return self.proj(x)  # (N, T, D)
 
 

@@ -2,9 +2,13 @@
 
 MM1 (McKinzie et al., 2024, arXiv 2403.09611, section 3.2): T learnable
 queries cross-attend to the patch features, then a linear projection to the
-decoder width. It follows the attentional pooler of CoCa / open_clip: the
-patch features are layer-normed, keys and values are projected from the
-vision width (`kdim`/`vdim`) into the attention width `hidden`.
+decoder width. It is the attentional pooler of CoCa / open_clip
+(`open_clip.transformer.AttentionalPooler`) followed by that projection: the
+queries start as standard normals and are layer-normed (so they differ, and
+attend to different patches, from the first step), the patch features are
+layer-normed, and keys and values are projected from the vision width
+(`kdim`/`vdim`) into the attention width `hidden`. Parity with open_clip's
+module is tested (tests/model/test_connectors.py).
 """
 from __future__ import annotations
 
@@ -41,14 +45,14 @@ class AttentionPoolConnector(nn.Module):
     def __init__(self, cfg, in_dim: int, out_dim: int, grid: int):
         super().__init__()
         self.check(cfg, grid)
-        self.queries = nn.Parameter(torch.zeros(1, cfg.num_tokens, cfg.hidden))
-        nn.init.trunc_normal_(self.queries, std=0.02)
+        self.queries = nn.Parameter(torch.randn(cfg.num_tokens, cfg.hidden))
+        self.query_norm = nn.LayerNorm(cfg.hidden)
         self.norm = nn.LayerNorm(in_dim)
         self.attn = nn.MultiheadAttention(cfg.hidden, cfg.heads, kdim=in_dim, vdim=in_dim, batch_first=True)
         self.proj = nn.Linear(cfg.hidden, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)  # (B, P, Dv)
-        q = self.queries.expand(x.shape[0], -1, -1)  # (B, T, hidden)
+        q = self.query_norm(self.queries).expand(x.shape[0], -1, -1)  # (B, T, hidden)
         x, _ = self.attn(q, x, x, need_weights=False)  # (B, T, hidden)
         return self.proj(x)  # (B, T, D_llm)
