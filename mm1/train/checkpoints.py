@@ -43,7 +43,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from mm1.errors import CheckpointError
 from mm1.layout import ModelDir, RunDir
-from mm1.train.model_folder import read_shards, save_model_folder
+from mm1.train.model_folder import check_fits, read_shards, save_model_folder
 from mm1.train.resume import complete_checkpoints, latest_checkpoint, saved_order
 from mm1.train.distributed import Dist, barrier
 from mm1.train.parallelize import unwrap
@@ -166,6 +166,9 @@ def _load_sharded(path: Path, model, optimizer) -> None:
 def _load_full(parts: ModelDir, model, optimizer, d: Dist) -> None:
     main = d.is_main or not d.enabled
     model_sd = load_file(str(parts.weights)) if main else {}
+    if main:
+        check_fits({k: v.shape for k, v in unwrap(model).state_dict().items()},
+                   {k: v.shape for k, v in model_sd.items()}, parts.root)
     optim_sd = load_plain(parts.optimizer)["optimizer"] if main else {}
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=d.enabled)
     set_model_state_dict(model, model_sd, options=options)

@@ -14,6 +14,7 @@ from transformers import AutoConfig
 
 from mm1.build import build_model
 from mm1.config import Config, config_from_dict, dump_yaml
+from mm1.errors import CheckpointError
 from mm1.layout import ModelDir
 from mm1.model.mm1 import MM1Model
 from mm1.tokenizer import load_tokenizer
@@ -59,10 +60,28 @@ def save_model_folder(path, model: MM1Model, cfg: Config, tokenizer, state: dict
     return folder.root
 
 
+def check_fits(want: dict, saved: dict, where) -> None:
+    """CheckpointError unless the saved tensors (name -> shape) are the ones the model has (`want`), naming
+    the first differences: weights written by another version of mm1, or whose config.yaml was edited."""
+    missing = [k for k in want if k not in saved]
+    extra = [k for k in saved if k not in want]
+    shapes = [f"{k} saved {tuple(saved[k])}, built {tuple(want[k])}" for k in want
+              if k in saved and tuple(saved[k]) != tuple(want[k])]
+    problems = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                for label, items in (("missing", missing), ("not in the model", extra), ("shape", shapes)) if items]
+    if problems:
+        raise CheckpointError(f"{where}: the saved weights do not fit the model its config builds with this "
+                              f"version of mm1 ({'; '.join(problems)}); it was written by another version, or its "
+                              "config was changed")
+
+
 def read_shards(state: dict, path: Path) -> None:
     """dcp.load into `state`, also in a process with no process group (it then reads the whole state)."""
     reader = SafeReader(str(path))
-    reader.read_metadata()  # a refused file raises CheckpointError here, not wrapped by dcp
+    metadata = reader.read_metadata()  # a refused file raises CheckpointError here, not wrapped by dcp
+    saved = {k[len("model."):]: m.size for k, m in metadata.state_dict_metadata.items()
+             if k.startswith("model.") and hasattr(m, "size")}
+    check_fits({k: v.shape for k, v in state["model"].items()}, saved, path)
     safe = {"storage_reader": reader, "planner": SafePlanner()}  # no pickle in the checkpoint runs code
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         dcp.load(state, **safe)
@@ -91,5 +110,8 @@ def load_model_folder(path, device: str | torch.device = "cpu") -> Loaded:
     if folder.sharded:
         load_sharded_weights(folder.root, model)
     else:
-        model.load_state_dict(load_file(str(folder.weights)))
+        weights = load_file(str(folder.weights))
+        check_fits({k: v.shape for k, v in model.state_dict().items()}, {k: v.shape for k, v in weights.items()},
+                   folder.root)
+        model.load_state_dict(weights)
     return Loaded(cfg, tokenizer, model.to(device).eval())

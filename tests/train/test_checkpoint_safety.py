@@ -1,4 +1,5 @@
-"""A checkpoint is data, never code: tampered pickles are refused and nothing in them runs."""
+"""A checkpoint is data, never code: tampered pickles are refused and nothing in them runs. Weights that do
+not fit the model (another version of mm1 wrote them) are refused with the tensors named, not a traceback."""
 from __future__ import annotations
 
 import pickle
@@ -7,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import mm1
 from mm1.cli import main
@@ -96,3 +98,42 @@ def test_real_sharded_state_still_loads_through_the_safe_reader(tmp_path):
     assert fresh_opt.param_groups[0]["lr"] == 1e-3  # non-tensor values (read as plain data) are restored
     saved, loaded = optimizer.state_dict()["state"][0], fresh_opt.state_dict()["state"][0]
     assert torch.equal(saved["exp_avg"], loaded["exp_avg"])
+
+
+def older_weights(folder):
+    """`folder`'s weights as a version of mm1 with another layout would have saved them: one tensor gone,
+    one with another shape."""
+    weights = load_file(str(folder / "model.safetensors"))
+    gone = sorted(k for k in weights if k.endswith(".bias"))[0]
+    del weights[gone]
+    reshaped = sorted(k for k in weights if weights[k].ndim == 2)[0]
+    weights[reshaped] = weights[reshaped].unsqueeze(0)
+    save_file(weights, str(folder / "model.safetensors"))
+    return gone, reshaped
+
+
+def test_weights_that_do_not_fit_are_named_by_load_eval_and_resume(run, tiny_run_overrides, tmp_path, capsys):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(run / "checkpoint", folder)
+    gone, reshaped = older_weights(folder)
+    with pytest.raises(CheckpointError, match="do not fit") as err:
+        mm1.load(folder)
+    assert f"missing: {gone}" in str(err.value) and f"{reshaped} saved (1, " in str(err.value)
+    rc, err = mm1_cli(capsys, "eval", folder, "--tasks", "synth_vqa", "--limit", "2", "--out", tmp_path / "eval")
+    assert rc == 2 and "do not fit" in err and gone in err, err[-2000:]
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    older_weights(latest_checkpoint(copy))
+    overrides = [o for o in tiny_run_overrides if not o.startswith("output.dir")]
+    rc, err = mm1_cli(capsys, "pretrain", TINY, *overrides, f"output.dir={copy}", "train.steps=2", "--resume", "auto")
+    assert rc == 2 and "do not fit" in err and gone in err, err[-2000:]
+
+
+def test_sharded_weights_that_do_not_fit_are_named(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _save_sharded(tmp_path / "state", model, torch.optim.AdamW(model.parameters()))
+    other = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Linear(5, 2))
+    with pytest.raises(CheckpointError, match=r"shape: 0.weight saved \(3, 4\), built \(5, 4\)"):
+        _load_sharded(tmp_path / "state", other, torch.optim.AdamW(other.parameters()))
