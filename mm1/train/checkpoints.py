@@ -167,8 +167,7 @@ def _load_full(parts: ModelDir, model, optimizer, d: Dist) -> None:
     main = d.is_main or not d.enabled
     model_sd = load_file(str(parts.weights)) if main else {}
     if main:
-        check_fits({k: v.shape for k, v in unwrap(model).state_dict().items()},
-                   {k: v.shape for k, v in model_sd.items()}, parts.root)
+        check_fits(unwrap(model).state_dict(), model_sd, parts.root)
     optim_sd = load_plain(parts.optimizer)["optimizer"] if main else {}
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=d.enabled)
     set_model_state_dict(model, model_sd, options=options)

@@ -61,8 +61,10 @@ def save_model_folder(path, model: MM1Model, cfg: Config, tokenizer, state: dict
 
 
 def check_fits(want: dict, saved: dict, where) -> None:
-    """CheckpointError unless the saved tensors (name -> shape) are the ones the model has (`want`), naming
-    the first differences: weights written by another version of mm1, or whose config.yaml was edited."""
+    """CheckpointError unless the saved tensors are the ones the model has (`want`): both map names to tensors
+    or shapes. Names the first differences: weights written by another version of mm1, or whose config.yaml
+    was edited."""
+    want, saved = ({k: getattr(v, "shape", v) for k, v in d.items()} for d in (want, saved))
     missing = [k for k in want if k not in saved]
     extra = [k for k in saved if k not in want]
     shapes = [f"{k} saved {tuple(saved[k])}, built {tuple(want[k])}" for k in want
@@ -81,7 +83,7 @@ def read_shards(state: dict, path: Path) -> None:
     metadata = reader.read_metadata()  # a refused file raises CheckpointError here, not wrapped by dcp
     saved = {k[len("model."):]: m.size for k, m in metadata.state_dict_metadata.items()
              if k.startswith("model.") and hasattr(m, "size")}
-    check_fits({k: v.shape for k, v in state["model"].items()}, saved, path)
+    check_fits(state["model"], saved, path)
     safe = {"storage_reader": reader, "planner": SafePlanner()}  # no pickle in the checkpoint runs code
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         dcp.load(state, **safe)
@@ -111,7 +113,6 @@ def load_model_folder(path, device: str | torch.device = "cpu") -> Loaded:
         load_sharded_weights(folder.root, model)
     else:
         weights = load_file(str(folder.weights))
-        check_fits({k: v.shape for k, v in model.state_dict().items()}, {k: v.shape for k, v in weights.items()},
-                   folder.root)
+        check_fits(model.state_dict(), weights, folder.root)
         model.load_state_dict(weights)
     return Loaded(cfg, tokenizer, model.to(device).eval())
