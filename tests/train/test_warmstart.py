@@ -48,6 +48,24 @@ def test_warm_start_learns_is_cached_and_is_where_pretraining_starts(tiny_overri
 
 
 @pytest.mark.slow
+def test_a_frozen_warm_started_encoder_stays_the_warm_start_while_the_rest_trains(tiny_overrides):
+    from mm1.train.pretrain import build_trainer
+
+    cfg = _cfg(tiny_overrides, "model.vision.freeze=true", "train.steps=3", "optim.warmup_steps=1")
+    trainer = build_trainer(cfg)
+    try:
+        connector_before = {k: v.clone() for k, v in trainer.model.connector.state_dict().items()}
+        assert trainer.run() is True
+        cached = load_file(str(warm_start_path(cfg, trainer.tokenizer)))
+        visual = trainer.model.vision.visual.state_dict()
+        assert {f"visual.{k}" for k in visual} <= cached.keys()
+        assert all(torch.equal(v, cached[f"visual.{k}"]) for k, v in visual.items())
+        assert any(not torch.equal(v, connector_before[k]) for k, v in trainer.model.connector.state_dict().items())
+    finally:
+        trainer.close()
+
+
+@pytest.mark.slow
 def test_warm_start_is_deterministic_and_keyed_by_resolution(tiny_overrides, tmp_path, monkeypatch):
     cfg = load_config(TINY, [*tiny_overrides, "model.vision.warm_start={steps: 4, batch_size: 16}"])
     tok = build_tokenizer(cfg.model.tokenizer)
