@@ -57,6 +57,18 @@ def corner_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def gallery_root(tmp_path_factory) -> Path:
+    """A small corpus with galleries (data.synth.gallery_docs 0.5; no caption or text shards), written once per
+    test session: the only kind of corpus with synth_caption_style references."""
+    from mm1.config.schema import SynthConfig
+    from mm1.data.synth import write_corpus
+
+    root = tmp_path_factory.mktemp("gallery")
+    write_corpus(root, SynthConfig(**{**SMALL_CORPUS, "caption_samples": 0, "text_samples": 0, "gallery_docs": 0.5}))
+    return root
+
+
 @pytest.fixture
 def tiny_overrides(synth_root, tmp_path) -> list[str]:
     """Overrides that point the tiny recipe at the small corpus and a temporary run folder."""

@@ -28,7 +28,8 @@ from mm1.ablate.execute import EVAL_DONE, TRAIN_DONE, is_finished
 from mm1.ablate.jobs import SweepLocked, sweep_lock
 from mm1.ablate.grid import RunSpec
 from mm1.ablate.spec import GridSpec
-from mm1.config import Config, dump_yaml
+from mm1.config import Config, ConfigError, dump_yaml, to_dict
+from mm1.config.tree import build
 
 PLAN = "plan.json"
 
@@ -74,6 +75,16 @@ def _first_difference(old, new, path: str = "") -> str:
     return f"{path}: {old!r} there, {new!r} now"
 
 
+def as_current_schema(recipe: dict) -> dict:
+    """A resolved recipe as the current schema reads it: a key added since it was written takes its default,
+    which keeps the behaviour of before (e.g. data.synth.gallery_docs 0), so a run folder written before that
+    key existed still holds the same run. A recipe the schema cannot read is compared as it is."""
+    try:
+        return to_dict(build(Config, recipe))
+    except ConfigError:
+        return recipe
+
+
 def run_record(run: RunSpec, grid: GridSpec) -> dict:
     return {**dataclasses.asdict(run), "eval": dataclasses.asdict(grid.eval) if grid.eval else None}
 
@@ -86,11 +97,12 @@ def prepare_folder(out: Path, run: RunSpec, cfg: Config, grid: GridSpec) -> Path
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(folder)))
     recipe, record = dump_yaml(cfg), run_record(run, grid)
     if (folder / "recipe.yaml").is_file():
-        old_cfg = yaml.safe_load((folder / "recipe.yaml").read_text())
+        old_cfg = as_current_schema(yaml.safe_load((folder / "recipe.yaml").read_text()))
         old_rec = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
-        if old_cfg != yaml.safe_load(recipe) or old_rec.get("eval") != record["eval"]:
+        new_cfg = as_current_schema(yaml.safe_load(recipe))
+        if old_cfg != new_cfg or old_rec.get("eval") != record["eval"]:
             diff = _first_difference({"config": old_cfg, "eval": old_rec.get("eval")},
-                                     {"config": yaml.safe_load(recipe), "eval": record["eval"]})
+                                     {"config": new_cfg, "eval": record["eval"]})
             raise SweepError(f"{folder} holds a different run ({diff}); use another --out or delete that folder")
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +123,7 @@ def _run_identity(folder: Path) -> tuple[dict, Optional[dict]] | None:
 
     if not (folder / "recipe.yaml").is_file() or not (folder / "run.json").is_file():
         return None
-    cfg = yaml.safe_load((folder / "recipe.yaml").read_text())
+    cfg = as_current_schema(yaml.safe_load((folder / "recipe.yaml").read_text()))
     cfg.get("output", {}).pop("dir", None)
     return cfg, json.loads((folder / "run.json").read_text()).get("eval")
 

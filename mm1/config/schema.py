@@ -98,6 +98,9 @@ class SynthConfig:
     image_size: int = checked(128, ">0")  # rendered resolution: above every tiny grid's, so resolution is a real knob
     corner_scenes: float = checked(0.0, "[0,1]")  # share of corner scenes: small shapes in pairs on a 4x4 grid,
     # asked about by corner (the synth_corner task; docs/benchmark.md); 0 = the version-3 corpus, byte for byte
+    gallery_docs: float = checked(0.0, "[0,1]")  # share of interleaved documents that are galleries: pictures
+    # captioned in one of four styles kept through the document (the synth_caption_style task); 0 = none, and
+    # the version-4 corpus, byte for byte
 
 
 @dataclass

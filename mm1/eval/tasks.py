@@ -170,9 +170,11 @@ def _resolve_split(split: SplitSpec, base: Path, task: str, role: str) -> SplitS
 
 
 def resolve(spec: TaskSpec, data_root: Optional[str] = None, data_dir: Optional[str] = None) -> TaskSpec:
-    """A copy of `spec` with absolute paths; raises if an annotation or questions file is missing."""
+    """A copy of `spec` with absolute paths; raises if an annotation or questions file is missing (naming the
+    task and its description, which says where a file comes from when only some corpora have it)."""
     base = _root_for(spec, data_root, data_dir)
     out = copy.deepcopy(spec)
-    out.query = _resolve_split(spec.query, base, spec.name, "query")
-    out.demos = _resolve_split(spec.demos, base, spec.name, "demos")
+    task = f"{spec.name} ({spec.description})" if spec.description else spec.name
+    out.query = _resolve_split(spec.query, base, task, "query")
+    out.demos = _resolve_split(spec.demos, base, task, "demos")
     return out

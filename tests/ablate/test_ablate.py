@@ -214,6 +214,32 @@ def test_a_run_trained_by_another_sweep_is_copied_not_trained_again(tmp_path, sy
     assert f"`same_s0` was trained in {base}" in summary
 
 
+def test_a_run_folder_written_before_a_config_key_existed_still_holds_the_same_run(tmp_path):
+    """A key added to the schema later (data.synth.gallery_docs) takes its default, which keeps the old
+    behaviour: a sweep folder whose recipe.yaml lacks it resumes, and --reuse finds its runs; another value of
+    that key is another run."""
+    from mm1.ablate.sweep import SweepError, _trained_runs, find_trained_run, prepare_folder
+
+    grid = load_grid(write_grid(tmp_path / "g.yaml", variants=[{"labels": {"variant": "base"}, "set": {
+        "data.synth": {"seed": 0}}}]))
+    runs = expand(grid)
+    (cfg,) = check_runs(runs)
+    folder = prepare_folder(tmp_path / "old", runs[0], cfg, grid)
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    assert recipe["data"]["synth"].pop("gallery_docs") == 0.0
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # as written before the key
+    (folder / "train.done").write_text("")
+    assert prepare_folder(tmp_path / "old", runs[0], cfg, grid) == folder  # resumes: the same run
+    other = prepare_folder(tmp_path / "new", runs[0], cfg, grid)
+    assert find_trained_run(_trained_runs([tmp_path / "old"]), other)[0] == folder
+    galleries = check_runs(expand(load_grid(write_grid(tmp_path / "h.yaml", variants=[
+        {"labels": {"variant": "base"}, "set": {"data.synth": {"seed": 0, "gallery_docs": 0.3}}}]))))[0]
+    with pytest.raises(SweepError, match=r"data\.synth\.gallery_docs: 0\.0 there, 0\.3 now"):
+        prepare_folder(tmp_path / "old", runs[0], galleries, grid)
+    assert find_trained_run(_trained_runs([tmp_path / "old"]),
+                            prepare_folder(tmp_path / "gal", runs[0], galleries, grid))[0] is None
+
+
 def _wait_for(predicate, proc, timeout: float) -> None:
     end = time.time() + timeout
     while not predicate():

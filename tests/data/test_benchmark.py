@@ -7,7 +7,10 @@
   of the image (one image token at 4 tokens) with a small shape of another colour, which at 16 tokens sits
   in a token of its own;
 - zero-shot captioning: an image right after <s> only ever starts a caption pair;
-- text-only: the facts the text task asks about appear in text documents only.
+- text-only: the facts the text task asks about appear in text documents only;
+- few-shot captioning: a gallery captions every picture in one of four styles, all as common and none a
+  function of the picture, and synth_caption_style's references are in one of them, which a caption in
+  another style misses.
 """
 from __future__ import annotations
 
@@ -26,12 +29,14 @@ from mm1.data.image import resized
 from mm1.data.synth import grammar as g
 from mm1.data.synth import write_corpus
 from mm1.data.synth.answers import KINDS, answer_kind, answer_shares, named_quarter
-from mm1.data.synth.documents import DIALECT_KINDS, fewshot_vqa
+from mm1.data.synth.documents import DIALECT_KINDS, fewshot_vqa, gallery
 from mm1.data.synth.evalsets import EVAL_DIALECT
 from mm1.data.synth.render import BACKGROUND_RGB, RGB, render
 from mm1.data.synth.scene import JITTER, Obj, Scene, sample_scene, scene_from_dict
 from mm1.data.synth.streams import interleaved_sample, text_sample
+from mm1.data.synth.styles import EVAL_STYLE, STYLES, styled_caption
 from mm1.eval.metrics import exact_match, vqa_accuracy
+from mm1.eval.metrics.cider import cider
 
 CFG = SynthConfig(seed=5, caption_samples=20, interleaved_samples=20, text_samples=20, eval_samples=300,
                   samples_per_shard=20, image_size=128)
@@ -50,6 +55,13 @@ def corpus(tmp_path_factory):
 def corner_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corner")
     write_corpus(out, replace(CFG, corner_scenes=0.3, caption_samples=0, interleaved_samples=60), workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gallery_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gallery")
+    write_corpus(out, replace(CFG, gallery_docs=0.5, caption_samples=0, interleaved_samples=60), workers=1)
     return out
 
 
@@ -261,3 +273,74 @@ def test_text_facts_live_in_text_documents_only(corpus):
         _, members = interleaved_sample(0, i, 16, frozenset())
         texts = [t for t in json.loads(members["json"])["texts"] if t]
         assert not any(p.search(t) for t in texts for p in asked)
+
+
+STYLE_FORMS = {  # how a caption of each house style reads; anything else is the caption pairs' own ("plain")
+    "tally": re.compile(r"\d+ \w+ \w+(, \d+ \w+ \w+)*\."),
+    "inventory": re.compile(r"colour: \w+(, \w+)*\. shape: \w+(, \w+)*\."),
+    "places": re.compile(r"{0}(, {0})*\.".format(r"\w+ \w+ (?:" + "|".join(g.POSITION_PHRASES.values()) + ")")),
+}
+
+
+def _style(caption: str) -> str:
+    return next((name for name, form in STYLE_FORMS.items() if form.fullmatch(caption)), "plain")
+
+
+def test_a_gallery_keeps_one_style_and_every_style_is_as_common_whatever_the_picture():
+    """Only the captions already given tell a gallery's style: one style per document, the four equally
+    common, and for every number of shapes in a picture each style is about as common."""
+    rng = random.Random(0)
+    per_doc, by_count = Counter(), defaultdict(Counter)
+    for _ in range(800):
+        parts = gallery(rng.randint(2, 9), lambda p: sample_scene(rng, p), rng)
+        assert isinstance(parts[0], str) and not isinstance(parts[1], str)  # opens with a sentence
+        pairs = list(zip(parts[1::2], parts[2::2]))
+        styles = {_style(text) for _, text in pairs}
+        assert len(styles) == 1
+        per_doc.update(styles)
+        for scene, text in pairs:
+            by_count[len(scene.objects)][_style(text)] += 1
+    assert set(per_doc) == set(STYLES) and min(per_doc.values()) > 800 / 4 * 0.8
+    for n, counts in by_count.items():
+        assert all(counts[s] > 0.15 * sum(counts.values()) for s in STYLES), (n, counts)
+
+
+def test_house_styles_use_only_the_corpus_words_and_say_what_the_scene_holds():
+    rng = random.Random(1)
+    vocab = set(g.vocabulary())
+    for _ in range(300):
+        scene = sample_scene(rng, 0.5, corner_prob=0.3)
+        for style in STYLES:
+            text = styled_caption(scene, style, rng)
+            assert set(g.pretokenize(text)) <= vocab and _style(text) == style, (style, text)
+        tally = styled_caption(scene, "tally", rng)
+        said = Counter()
+        for item in tally[:-1].split(", "):
+            count, colour, noun = item.split()
+            said[(colour, noun if noun in g.SHAPES else next(k for k, v in g.PLURALS.items() if v == noun))] += int(count)
+        assert said == Counter((o.colour, o.shape) for o in scene.objects)
+
+
+def test_caption_style_task_needs_its_style(gallery_corpus):
+    """synth_caption_style's references are tallies; a tally of the scene scores far above a caption in the
+    plain style (the synth_caption references of the same images), which only demonstrations can correct."""
+    styled = {im["cocoid"]: [s["raw"] for s in im["sentences"]] for im in
+              _load(gallery_corpus, "eval/caption_style/captions.json")["images"]}
+    plain = {im["cocoid"]: [s["raw"] for s in im["sentences"]] for im in
+             _load(gallery_corpus, "eval/caption/captions.json")["images"]}
+    assert set(styled) == set(plain) and len(styled) == 2 * CFG.eval_samples
+    assert all(_style(r) == EVAL_STYLE for refs in styled.values() for r in refs)
+    scenes = {**_load(gallery_corpus, "eval/scenes/val.json"), **_load(gallery_corpus, "eval/scenes/train.json")}
+    rng = random.Random(2)
+    own = {i: styled_caption(scene_from_dict(scenes[str(i)]), EVAL_STYLE, rng) for i in styled}
+    other = {i: refs[0] for i, refs in plain.items()}
+    assert cider(own, styled) > 3 * cider(other, styled) and cider(own, styled) > 2.0
+    assert cider(other, plain) > 3 * cider(own, plain)  # and the other way round on synth_caption
+
+
+def test_galleries_are_taught_only_in_a_corpus_with_them(corpus, gallery_corpus):
+    def kinds(out):
+        return Counter(json.loads(s["json"])["kind"] for tar in sorted((out / "interleaved").glob("*.tar"))
+                       for s in wds.WebDataset(str(tar), shardshuffle=False))
+    assert "gallery" not in kinds(corpus) and 0.3 < kinds(gallery_corpus)["gallery"] / 60 < 0.7
+    assert not (corpus / "eval" / "caption_style").exists()

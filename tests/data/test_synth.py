@@ -19,7 +19,7 @@ import webdataset as wds
 from PIL import Image
 
 from mm1.config.schema import SynthConfig
-from mm1.data.synth import corpus_is_complete, pretokenize, vocabulary, write_corpus
+from mm1.data.synth import corpus_folder, corpus_is_complete, pretokenize, vocabulary, write_corpus
 from mm1.data.synth.render import label_box, render
 from mm1.data.synth.scene import scene_from_dict
 from tests.conftest import ROOT
@@ -77,6 +77,14 @@ def test_without_corner_scenes_the_corpus_is_version_3_byte_for_byte(corpus):
     for p in files:
         h.update(str(p.relative_to(corpus)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
     assert len(files) == 108 and h.hexdigest() == VERSION_3_BYTES
+
+
+def test_without_galleries_a_corpus_keeps_its_version_4_folder_and_manifest(corpus):
+    """data.synth.gallery_docs came after version 4: at 0 a config is named as before, so the corpora (and the
+    encoder warm starts cached against their shards) of earlier runs are found, not written again."""
+    assert corpus_folder(SynthConfig()).name == "v4-f97159e5f7"  # as version 4 named it (commit 2dfefa2)
+    assert "gallery_docs" not in _load(corpus, "manifest.json")["config"] and corpus_is_complete(corpus, CFG)
+    assert corpus_folder(replace(CFG, gallery_docs=0.3)) != corpus_folder(CFG)
 
 
 def test_incomplete_corpus_detected(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import runpy
 import shutil
 from collections import Counter
@@ -232,3 +233,25 @@ def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_wi
                  "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err
     assert "task synth_corner" in err and "data.synth.corner_scenes > 0" in err and "no usable entries" in err
+
+
+def test_caption_style_task_scores_a_corpus_with_galleries_and_names_the_problem_without(tiny, synth_root,
+                                                                                       gallery_root, tmp_path, capsys):
+    """synth_caption_style exists only in a corpus written with data.synth.gallery_docs > 0 (the data_mixture
+    grid's gallery preset): its demonstrations and references are tallies; elsewhere a clear error, exit 2."""
+    cfg, tok, model = tiny
+    run = save_model_folder(tmp_path / "run" / "checkpoint", model, load_config(TINY, [f"data.root={gallery_root}"]),
+                            tok)
+    assert main(["eval", str(run), "--tasks", "synth_caption_style", "--shots", "0,2", "--limit", "4", "--trials",
+                 "1", "--out", str(tmp_path / "out")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(r["error"] is None for r in records)
+    tally = re.compile(r"\d+ \w+ \w+(, \d+ \w+ \w+)*\.")
+    assert all(tally.fullmatch(a) for r in records for a in r["answers"])
+    assert all(len(r["demo_ids"]) == r["shots"] for r in records)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--tasks", "synth_caption_style", "--data-root", str(synth_root), "--limit", "4",
+                 "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "task synth_caption_style" in err and "data.synth.gallery_docs > 0" in err
+    assert "eval/caption_style/captions.json" in err

@@ -40,8 +40,10 @@ Layout under `out`
                     entry names the sample's member holding it: "0.png" means
                     tar member {key}.0.png. "kind" is story (2-4 images) |
                     vqa (2-9; half of them answer in one of the grammar's
-                    DIALECTS throughout) | textvqa (2-4); each opens with a
-                    text. "scenes" is parallel too (ground truth at image
+                    DIALECTS throughout) | textvqa (2-4) | gallery (2-9, a
+                    share data.synth.gallery_docs of the documents, 0 by
+                    default: each image followed by its caption, all in one
+                    of styles.STYLES); each opens with a text. "scenes" is parallel too (ground truth at image
                     positions, null elsewhere). Few-shot kinds use
                     OpenFlamingo's VQA prompt, lowercased: "question: {q}
                     short answer: {a}", each following its image.
@@ -106,12 +108,16 @@ Layout under `out`
                                            "filename", "imgid", "split", "sentences": 5 x
                                            {"raw", "tokens", "imgid", "sentid"}, "sentids",
                                            "cocoid" (= image_id)}], "dataset": "coco"}
+        caption_style/captions.json        the same layout, the 5 references in
+                                           styles.EVAL_STYLE ("2 red circles, 1 blue
+                                           star."); only when data.synth.gallery_docs > 0
         scenes/{split}.json                {str(image_id): scene} ground truth of each
                                            eval image (for analysis; `scene.scene_from_dict`)
     manifest.json                          written last: {"version", "seed", "config",
                                            "counts", "shards": {stream: [paths]}, "eval":
                                            {"images", "vqa", "detail", "dialect", "corner", "textvqa",
-                                           "text", "scenes", "caption"},
+                                           "text", "scenes", "caption", "caption_style"
+                                           (with galleries)},
                                            "vocabulary_size", "files": {path: bytes}}
 
 All paths in the manifest are relative to `out`.

@@ -7,7 +7,10 @@ slot). Three kinds teach different things:
             that an 8-shot prompt and its query have the length of a training document). Half of them
             answer colour and shape questions in one of `grammar.DIALECTS`, the same one throughout
             the document: the in-context mechanism (only earlier answers tell the dialect);
-  textvqa - few-shot questions about the small label text (2-4 pictures).
+  textvqa - few-shot questions about the small label text (2-4 pictures);
+  gallery - only with data.synth.gallery_docs > 0, that share of the documents: pictures each followed by
+            a caption, all in one of `styles.STYLES` (2-9 pictures, like an 8-shot captioning prompt):
+            the few-shot captioning mechanism (only earlier captions tell the style).
 Every document opens with a sentence, so an image right after <s> only ever starts a caption pair:
 captioning is taught by the caption pairs alone (the zero-shot captioning mechanism).
 """
@@ -20,11 +23,12 @@ from mm1.data.synth import grammar as g
 from mm1.data.synth.describe import be, objects_phrase
 from mm1.data.synth.questions import QUESTION_WEIGHTS, ask, ask_text
 from mm1.data.synth.scene import Scene
+from mm1.data.synth.styles import STYLES, styled_caption
 
 Part = Union[str, Scene]
 NewScene = Callable[[float], Scene]  # label probability -> a fresh scene
 DOC_KIND_WEIGHTS = {"story": 3, "vqa": 5, "textvqa": 1}
-IMAGES_PER_DOC = {"story": (2, 3, 4), "vqa": tuple(range(2, 10)), "textvqa": (2, 3, 4)}
+IMAGES_PER_DOC = {"story": (2, 3, 4), "vqa": tuple(range(2, 10)), "textvqa": (2, 3, 4), "gallery": tuple(range(2, 10))}
 DIALECT_PROB = 0.5  # share of few-shot VQA documents that answer in a dialect
 DIALECT_KINDS = ("colour", "shape")  # the questions whose answers a dialect renames
 
@@ -104,11 +108,27 @@ def fewshot_textvqa(n: int, new_scene: NewScene, rng: random.Random) -> list[Par
     return parts
 
 
-BUILDERS = {"story": story, "vqa": fewshot_vqa, "textvqa": fewshot_textvqa}
+def gallery(n: int, new_scene: NewScene, rng: random.Random) -> list[Part]:
+    """An intro, then n pictures each followed by its caption, every caption in one style."""
+    style = rng.choice(STYLES)
+    parts: list[Part] = [rng.choice(g.DOC_INTRO).format(n=g.NUMBER_WORDS[n])]
+    for _ in range(n):
+        scene = new_scene(0.3)
+        parts += [scene, styled_caption(scene, style, rng)]
+    return parts
 
 
-def document(new_scene: NewScene, rng: random.Random, detail: str = "detail") -> tuple[str, list[Part]]:
-    """(kind, parts) of one random interleaved document; few-shot VQA asks detail questions of kind `detail`."""
+BUILDERS = {"story": story, "vqa": fewshot_vqa, "textvqa": fewshot_textvqa, "gallery": gallery}
+
+
+def document(new_scene: NewScene, rng: random.Random, detail: str = "detail",
+             gallery_prob: float = 0.0) -> tuple[str, list[Part]]:
+    """(kind, parts) of one random interleaved document: a gallery with probability `gallery_prob`, else
+    a story, few-shot VQA (asking detail questions of kind `detail`) or few-shot TextVQA document. With
+    gallery_prob 0 no extra random number is drawn, so the documents are the generator version 4's."""
+    if gallery_prob > 0 and rng.random() < gallery_prob:
+        n = rng.choice(IMAGES_PER_DOC["gallery"])
+        return "gallery", gallery(n, new_scene, rng)
     kind = rng.choices(list(DOC_KIND_WEIGHTS), weights=list(DOC_KIND_WEIGHTS.values()))[0]
     n = rng.choice(IMAGES_PER_DOC[kind])
     return kind, fewshot_vqa(n, new_scene, rng, detail) if kind == "vqa" else BUILDERS[kind](n, new_scene, rng)

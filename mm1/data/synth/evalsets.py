@@ -6,7 +6,9 @@ reference captions, a detail question (the colour of the small object, when the
 scene has exactly one), a corner question (the colour of the shape in one
 corner, when it is a corner scene: only corpora with data.synth.corner_scenes
 > 0 have them) and a dialect question (a colour or shape answered in
-`EVAL_DIALECT`, when the scene allows one). Scenes come from
+`EVAL_DIALECT`, when the scene allows one); with galleries in the corpus
+(data.synth.gallery_docs > 0), five more references in `styles.EVAL_STYLE`
+(the synth_caption_style task). Scenes come from
 their own random streams ("eval-val", "eval-train"), are distinct from one
 another, and their keys are excluded from the training streams. The text
 questions (no image) come from the streams "eval-text-val" / "eval-text-train".
@@ -26,6 +28,7 @@ from mm1.data.synth.render import png_bytes, render
 from mm1.data.synth.scene import Scene, sample_scene
 from mm1.data.synth.shards import json_bytes, sample_rng, write_bytes
 from mm1.data.synth.streams import scene_record
+from mm1.data.synth.styles import EVAL_STYLE, style_references
 
 SPLITS = ("val", "train")  # val is drawn first; train (the few-shot demonstrations) avoids its scenes
 ID_BASE = {"train": 1_000_000, "val": 2_000_000}  # image_id = base + index: unique across splits
@@ -49,6 +52,7 @@ class EvalItem:
     dialect: QA | None = None  # answer already in EVAL_DIALECT
     corner: QA | None = None
     corner_answers: list[str] | None = None
+    style_references: list[str] | None = None  # in EVAL_STYLE; only for a corpus with galleries
 
 
 def image_file(split: str, image_id: int) -> str:
@@ -77,7 +81,7 @@ def _dialect_qa(scene: Scene, rng) -> QA | None:
     return QA(qa.kind, qa.question, g.DIALECTS[EVAL_DIALECT][qa.answer], qa.question_type, qa.answer_type, "yes/no")
 
 
-def _item(seed: int, split: str, i: int, scene: Scene, detail: str) -> EvalItem:
+def _item(seed: int, split: str, i: int, scene: Scene, detail: str, caption_style: bool) -> EvalItem:
     rng = sample_rng(seed, f"eval-{split}-language", i)
     vqa, text = ask(scene, rng, detail=detail), ask_text(scene, rng)
     item = EvalItem(ID_BASE[split] + i, scene, vqa, human_answers(vqa, rng, N_ANSWERS), text,
@@ -89,6 +93,9 @@ def _item(seed: int, split: str, i: int, scene: Scene, detail: str) -> EvalItem:
     rng = sample_rng(seed, f"eval-{split}-corner", i)
     item.corner = ask_detail(scene, rng, "corner")
     item.corner_answers = human_answers(item.corner, rng, N_ANSWERS) if item.corner else None
+    if caption_style:
+        item.style_references = style_references(scene, EVAL_STYLE, sample_rng(seed, f"eval-{split}-style", i),
+                                                 N_REFERENCES)
     return item
 
 
@@ -140,14 +147,16 @@ def _textvqa_file(split: str, items: list[EvalItem], image_size: int) -> dict:
     return {"dataset_name": "textvqa", "dataset_type": split, "dataset_version": "0.5.1", "data": data}
 
 
-def _karpathy_file(items_by_split: dict[str, list[EvalItem]]) -> dict:
-    """COCO Karpathy-split layout (dataset_coco.json); filepath is the split's image folder name."""
+def _karpathy_file(items_by_split: dict[str, list[EvalItem]], styled: bool = False) -> dict:
+    """COCO Karpathy-split layout (dataset_coco.json) of the references (`styled`: the EVAL_STYLE ones);
+    filepath is the split's image folder name."""
     images, sentid = [], 0
     for split in sorted(items_by_split):
         for it in items_by_split[split]:
             imgid = len(images)
+            refs = it.style_references if styled else it.references
             sentences = [{"raw": r, "tokens": [t for t in pretokenize(r) if t.isalnum()], "imgid": imgid,
-                          "sentid": sentid + j} for j, r in enumerate(it.references)]
+                          "sentid": sentid + j} for j, r in enumerate(refs)]
             images.append({"filepath": split, "filename": f"{it.image_id:012d}.png", "imgid": imgid, "split": split,
                            "sentences": sentences, "sentids": [s["sentid"] for s in sentences],
                            "cocoid": it.image_id})
@@ -175,13 +184,14 @@ def _write_split(out: Path, seed: int, split: str, items: list[EvalItem], image_
 
 
 def write_evalsets(out: Path, seed: int, image_size: int, heldout: dict[str, list[Scene]],
-                   detail: str = "detail") -> dict:
+                   detail: str = "detail", caption_style: bool = False) -> dict:
     """Write every eval file; returns {"images"|"vqa"|"detail"|"dialect"|"corner"|"textvqa"|"text"|"scenes":
-    {split: ...}, "caption": path}. The VQA set's detail questions are of kind `detail`, as in training."""
+    {split: ...}, "caption": path}, and "caption_style": path with `caption_style` (a corpus with galleries).
+    The VQA set's detail questions are of kind `detail`, as in training."""
     items_by_split, files = {}, {"images": {}, **{name: {} for name in QUESTION_SETS}, "textvqa": {}, "text": {},
                                  "scenes": {}}
     for split, scenes in heldout.items():
-        items = [_item(seed, split, i, s, detail) for i, s in enumerate(scenes)]
+        items = [_item(seed, split, i, s, detail, caption_style) for i, s in enumerate(scenes)]
         paths = _write_split(out, seed, split, items, image_size)
         files["images"][split] = {"dir": f"eval/images/{split}", "count": len(items),
                                   "first_id": ID_BASE[split], "pattern": "{image_id:012d}.png"}
@@ -193,4 +203,7 @@ def write_evalsets(out: Path, seed: int, image_size: int, heldout: dict[str, lis
         items_by_split[split] = items
     files["caption"] = "eval/caption/captions.json"
     write_bytes(out / files["caption"], json_bytes(_karpathy_file(items_by_split)))
+    if caption_style:
+        files["caption_style"] = "eval/caption_style/captions.json"
+        write_bytes(out / files["caption_style"], json_bytes(_karpathy_file(items_by_split, styled=True)))
     return files

@@ -136,6 +136,12 @@ def _dialects(k: int) -> tuple[dict[str, str], ...]:
 
 
 DIALECTS = _dialects(4)
+
+# House caption styles of gallery documents (styles.py), made only of the corpus's own words: a tally of the
+# kinds ("2 red circles, 1 blue star."), an inventory of colours and shapes, or each shape with its place.
+STYLE_TALLY_ITEM = "{count} {colour} {noun}"
+STYLE_INVENTORY = "colour: {colours}. shape: {shapes}."
+STYLE_PLACES_ITEM = "{colour} {shape} {place}"
 DOC_INTRO = ("here are {n} pictures.", "look at these pictures.", "some pictures of shapes.")
 QUIZ_INTRO = ("a quiz about {n} pictures.", "questions about some pictures.", "answer the questions.")
 DOC_FIRST = ("the first picture shows {objects}.", "in the first one there {be} {objects}.")
@@ -202,7 +208,8 @@ def _template_strings():
     """Every template and listed phrase of this module, fields included."""
     groups = [CAPTION, LABEL_SENTENCE, DOC_INTRO, QUIZ_INTRO, DOC_FIRST, DOC_NEXT, DOC_LAST, DOC_LABEL, FACTS,
               ARITHMETIC, COMPARISON, STORY_START, STORY_ADD, STORY_REMOVE, STORY_END, TEXT_QUESTIONS,
-              (FEWSHOT_VQA,), tuple(DOC_COMPARE.values()), tuple(POSITION_PHRASES.values())]
+              (FEWSHOT_VQA, STYLE_TALLY_ITEM, STYLE_INVENTORY, STYLE_PLACES_ITEM), tuple(DOC_COMPARE.values()),
+              tuple(POSITION_PHRASES.values())]
     groups += list(QUESTIONS.values()) + list(ANSWER_VARIANTS.values())
     return [s for group in groups for s in group]
 

@@ -3,7 +3,8 @@
 Each sample draws from its own random stream (`sample_rng(seed, stream,
 index)`), so a sample depends only on the seed and its index. Scenes whose
 `key()` is in `exclude` (the held-out eval scenes) are never drawn; a share
-`corner_prob` of the scenes are corner scenes (`scene.py`).
+`corner_prob` of the scenes are corner scenes (`scene.py`), and a share
+`gallery_prob` of the interleaved documents are galleries (`documents.py`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def scene_record(scene: Scene, image_size: int) -> dict:
     return {**scene.to_dict(), "label_box": label_box(scene, image_size)}
 
 
-def caption_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0) -> Sample:
+def caption_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0,
+                   gallery_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "caption", index)
     scene = sample_scene(rng, CAPTION_LABEL_PROB, exclude, corner_prob)
     text = caption(scene, rng)
@@ -37,10 +39,11 @@ def caption_sample(seed: int, index: int, image_size: int, exclude, corner_prob:
     return sample_key("caption", index), members
 
 
-def interleaved_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0) -> Sample:
+def interleaved_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0,
+                       gallery_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "interleaved", index)
     kind, parts = document(lambda label_prob: sample_scene(rng, label_prob, exclude, corner_prob), rng,
-                           detail_kind(corner_prob))
+                           detail_kind(corner_prob), gallery_prob)
     texts, images, scenes, members = [], [], [], {}
     for part in parts:
         if isinstance(part, str):
@@ -58,7 +61,8 @@ def interleaved_sample(seed: int, index: int, image_size: int, exclude, corner_p
     return sample_key("interleaved", index), members
 
 
-def text_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0) -> Sample:
+def text_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0,
+                gallery_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "text", index)
     _kind, text = text_document(rng)
     return sample_key("text", index), {"txt": text.encode("utf-8")}
