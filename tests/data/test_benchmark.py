@@ -34,7 +34,7 @@ from mm1.data.synth.evalsets import EVAL_DIALECT
 from mm1.data.synth.render import BACKGROUND_RGB, RGB, render
 from mm1.data.synth.scene import JITTER, Obj, Scene, sample_scene, scene_from_dict
 from mm1.data.synth.streams import interleaved_sample, text_sample
-from mm1.data.synth.styles import EVAL_STYLE, STYLES, styled_caption
+from mm1.data.synth.styles import EVAL_STYLE, STYLES, style_of, styled_caption
 from mm1.eval.metrics import exact_match, vqa_accuracy
 from mm1.eval.metrics.cider import cider
 
@@ -275,17 +275,6 @@ def test_text_facts_live_in_text_documents_only(corpus):
         assert not any(p.search(t) for t in texts for p in asked)
 
 
-STYLE_FORMS = {  # how a caption of each house style reads; anything else is the caption pairs' own ("plain")
-    "tally": re.compile(r"\d+ \w+ \w+(, \d+ \w+ \w+)*\."),
-    "inventory": re.compile(r"colour: \w+(, \w+)*\. shape: \w+(, \w+)*\."),
-    "places": re.compile(r"{0}(, {0})*\.".format(r"\w+ \w+ (?:" + "|".join(g.POSITION_PHRASES.values()) + ")")),
-}
-
-
-def _style(caption: str) -> str:
-    return next((name for name, form in STYLE_FORMS.items() if form.fullmatch(caption)), "plain")
-
-
 def test_a_gallery_keeps_one_style_and_every_style_is_as_common_whatever_the_picture():
     """Only the captions already given tell a gallery's style: one style per document, the four equally
     common, and for every number of shapes in a picture each style is about as common."""
@@ -295,11 +284,11 @@ def test_a_gallery_keeps_one_style_and_every_style_is_as_common_whatever_the_pic
         parts = gallery(rng.randint(2, 9), lambda p: sample_scene(rng, p), rng)
         assert isinstance(parts[0], str) and not isinstance(parts[1], str)  # opens with a sentence
         pairs = list(zip(parts[1::2], parts[2::2]))
-        styles = {_style(text) for _, text in pairs}
+        styles = {style_of(text) for _, text in pairs}
         assert len(styles) == 1
         per_doc.update(styles)
         for scene, text in pairs:
-            by_count[len(scene.objects)][_style(text)] += 1
+            by_count[len(scene.objects)][style_of(text)] += 1
     assert set(per_doc) == set(STYLES) and min(per_doc.values()) > 800 / 4 * 0.8
     for n, counts in by_count.items():
         assert all(counts[s] > 0.15 * sum(counts.values()) for s in STYLES), (n, counts)
@@ -312,7 +301,8 @@ def test_house_styles_use_only_the_corpus_words_and_say_what_the_scene_holds():
         scene = sample_scene(rng, 0.5, corner_prob=0.3)
         for style in STYLES:
             text = styled_caption(scene, style, rng)
-            assert set(g.pretokenize(text)) <= vocab and _style(text) == style, (style, text)
+            assert set(g.pretokenize(text)) <= vocab and style_of(text) == style, (style, text)
+            assert style_of(" ".join(g.pretokenize(text))) == style  # as a model's pieces decode
         tally = styled_caption(scene, "tally", rng)
         said = Counter()
         for item in tally[:-1].split(", "):
@@ -321,7 +311,7 @@ def test_house_styles_use_only_the_corpus_words_and_say_what_the_scene_holds():
         assert said == Counter((o.colour, o.shape) for o in scene.objects)
 
 
-def test_caption_style_task_needs_its_style(gallery_corpus):
+def test_caption_style_task_needs_itsstyle_of(gallery_corpus):
     """synth_caption_style's references are tallies; a tally of the scene scores far above a caption in the
     plain style (the synth_caption references of the same images), which only demonstrations can correct."""
     styled = {im["cocoid"]: [s["raw"] for s in im["sentences"]] for im in
@@ -329,7 +319,7 @@ def test_caption_style_task_needs_its_style(gallery_corpus):
     plain = {im["cocoid"]: [s["raw"] for s in im["sentences"]] for im in
              _load(gallery_corpus, "eval/caption/captions.json")["images"]}
     assert set(styled) == set(plain) and len(styled) == 2 * CFG.eval_samples
-    assert all(_style(r) == EVAL_STYLE for refs in styled.values() for r in refs)
+    assert all(style_of(r) == EVAL_STYLE for refs in styled.values() for r in refs)
     scenes = {**_load(gallery_corpus, "eval/scenes/val.json"), **_load(gallery_corpus, "eval/scenes/train.json")}
     rng = random.Random(2)
     own = {i: styled_caption(scene_from_dict(scenes[str(i)]), EVAL_STYLE, rng) for i in styled}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import re
 import runpy
 import shutil
 from collections import Counter
@@ -15,6 +14,7 @@ import yaml
 from mm1.cli import main
 from mm1.config import dump_yaml, load_config
 from mm1.config import ConfigError
+from mm1.data.synth.styles import style_of
 from mm1.eval.config import EvalConfig
 from mm1.eval.evaluate import prepare
 from mm1.train.evaluation import check_training_eval, evaluate_during_training, prepare_training_eval
@@ -246,10 +246,20 @@ def test_caption_style_task_scores_a_corpus_with_galleries_and_names_the_problem
                  "1", "--out", str(tmp_path / "out")]) == 0
     records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 8 and all(r["error"] is None for r in records)
-    tally = re.compile(r"\d+ \w+ \w+(, \d+ \w+ \w+)*\.")
-    assert all(tally.fullmatch(a) for r in records for a in r["answers"])
+    assert all(style_of(a) == "tally" for r in records for a in r["answers"])
     assert all(len(r["demo_ids"]) == r["shots"] for r in records)
     capsys.readouterr()
+    tool = runpy.run_path(str(ROOT / "tools" / "caption_styles.py"), run_name="caption_styles")
+    assert tool["main"]([str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| run | shots | captions | plain | tally | inventory | places |" and len(lines) == 4
+    for line, shots in zip(lines[2:], (0, 2)):
+        cells = line.strip("| ").split(" | ")
+        styles = Counter(style_of(r["prediction"]) for r in records if r["shots"] == shots)
+        assert cells[:3] == ["out", str(shots), "4"] and float(cells[3 + 1]) == 100 * styles["tally"] / 4
+        assert sum(map(float, cells[3:])) == pytest.approx(100)
+    assert tool["main"]([str(tmp_path / "out"), "--task", "synth_corner"]) == 2
+    assert "no synth_corner predictions" in capsys.readouterr().err
     assert main(["eval", str(run), "--tasks", "synth_caption_style", "--data-root", str(synth_root), "--limit", "4",
                  "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err

@@ -12,6 +12,7 @@ document: the few-shot captioning mechanism. synth_caption_style's references ar
 from __future__ import annotations
 
 import random
+import re
 
 from mm1.data.synth import grammar as g
 from mm1.data.synth.describe import caption
@@ -19,6 +20,22 @@ from mm1.data.synth.scene import Scene
 
 STYLES = ("plain", "tally", "inventory", "places")
 EVAL_STYLE = "tally"
+
+
+def _one_of(words) -> str:
+    return "(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")"
+
+
+def _items(item: str) -> str:
+    return f"{item}(?: , {item})*"
+
+
+_COLOUR, _SHAPE = _one_of(g.COLOURS), _one_of(g.SHAPES)
+_FORMS = {  # each house style over the caption's pieces joined by single spaces ("2 red circles , 1 blue star .")
+    "tally": re.compile(_items(rf"\d+ {_COLOUR} {_one_of(g.SHAPES + tuple(g.PLURALS.values()))}") + r" \."),
+    "inventory": re.compile(rf"colour : {_items(_COLOUR)} \. shape : {_items(_SHAPE)} \."),
+    "places": re.compile(_items(rf"{_COLOUR} {_SHAPE} {_one_of(g.POSITION_PHRASES.values())}") + r" \."),
+}
 
 
 def _kinds(scene: Scene) -> list[tuple[str, str, int]]:
@@ -54,6 +71,13 @@ def places(scene: Scene, rng: random.Random) -> str:
 
 
 WRITERS = {"plain": caption, "tally": tally, "inventory": inventory, "places": places}
+
+
+def style_of(caption: str) -> str:
+    """The house style `caption` is written in, by its form alone ("tally", "inventory" or "places"), else
+    "plain" (the caption pairs' own, or anything else). Spacing around punctuation does not matter."""
+    pieces = " ".join(g.pretokenize(caption.lower()))
+    return next((name for name, form in _FORMS.items() if form.fullmatch(pieces)), "plain")
 
 
 def styled_caption(scene: Scene, style: str, rng: random.Random) -> str:
