@@ -83,3 +83,10 @@ class EvalDir(_Folder):
     results = _at("results.json")
     table_md = _at("table.md")
     table_csv = _at("table.csv")
+
+
+def eval_dir_of(folder: str | Path) -> EvalDir:
+    """The evaluation folder of `folder`: itself when it holds predictions (`mm1 eval --out`), else the
+    eval/ of a run folder."""
+    given = EvalDir(folder)
+    return given if given.predictions.is_file() else EvalDir(RunDir(folder).eval)

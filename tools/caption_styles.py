@@ -17,18 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 from mm1.data.synth.styles import STYLES, style_of
-from mm1.layout import EvalDir, RunDir
-
-
-def _eval_dir(folder: Path) -> EvalDir:
-    given = EvalDir(folder)
-    return given if given.predictions.is_file() else EvalDir(RunDir(folder).eval)
+from mm1.layout import eval_dir_of
 
 
 def rows(folder: Path, task: str) -> list[str]:
     """One row per shot count of `task` in the folder's predictions."""
     by_shots: dict[int, Counter] = {}
-    with open(_eval_dir(folder).predictions) as f:
+    with open(eval_dir_of(folder).predictions) as f:
         for r in map(json.loads, f):
             if r["task"] == task:
                 by_shots.setdefault(r["shots"], Counter())[style_of(r["prediction"] or "")] += 1

@@ -18,12 +18,7 @@ from pathlib import Path
 from mm1.data.synth.answers import KINDS, answer_shares
 from mm1.data.synth.scene import scene_from_dict
 from mm1.eval.evaluate import checkpoint_data_root
-from mm1.layout import EvalDir, RunDir
-
-
-def _eval_dir(folder: Path) -> EvalDir:
-    given = EvalDir(folder)
-    return given if given.predictions.is_file() else EvalDir(RunDir(folder).eval)
+from mm1.layout import eval_dir_of
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,7 +29,7 @@ def _scenes(root: str) -> dict:
 
 
 def row(folder: Path, shots: int, data_root: str | None) -> str:
-    eval_dir = _eval_dir(folder)
+    eval_dir = eval_dir_of(folder)
     root = data_root or checkpoint_data_root(Path(json.loads(eval_dir.results.read_text())["checkpoint"]))
     if not root:
         raise ValueError("the checkpoint names no data.root; pass --data-root DIR")
