@@ -155,7 +155,7 @@ def _root_for(spec: TaskSpec, data_root: Optional[str], data_dir: Optional[str])
     return Path(data_dir)
 
 
-def _resolve_split(split: SplitSpec, base: Path, task: str, role: str) -> SplitSpec:
+def _resolve_split(split: SplitSpec, base: Path, task: str, role: str, about: str = "") -> SplitSpec:
     split = copy.deepcopy(split)
     for key in ("annotations", "questions", "images"):
         value = getattr(split, key)
@@ -164,7 +164,8 @@ def _resolve_split(split: SplitSpec, base: Path, task: str, role: str) -> SplitS
         path = Path(os.path.expanduser(value))
         path = (path if path.is_absolute() else base / path).resolve()
         if key != "images" and not path.is_file():
-            raise FileNotFoundError(f"task {task}: {role}.{key} file not found: {path}")
+            where = f" ({about})" if about else ""
+            raise FileNotFoundError(f"task {task}: {role}.{key} file not found: {path}{where}")
         setattr(split, key, str(path))
     return split
 
@@ -174,7 +175,6 @@ def resolve(spec: TaskSpec, data_root: Optional[str] = None, data_dir: Optional[
     task and its description, which says where a file comes from when only some corpora have it)."""
     base = _root_for(spec, data_root, data_dir)
     out = copy.deepcopy(spec)
-    task = f"{spec.name} ({spec.description})" if spec.description else spec.name
-    out.query = _resolve_split(spec.query, base, task, "query")
-    out.demos = _resolve_split(spec.demos, base, task, "demos")
+    out.query = _resolve_split(spec.query, base, spec.name, "query", spec.description)
+    out.demos = _resolve_split(spec.demos, base, spec.name, "demos", spec.description)
     return out
