@@ -44,15 +44,29 @@ def cmd_info(args) -> int:
     return 0
 
 
+def synth_config(seed: int, scale: float, overrides: list[str]):
+    """The corpus settings of `mm1 data synth`: the defaults, `data.synth.KEY=VALUE` overrides, then `scale`."""
+    from mm1.config.schema import Config
+    from mm1.config.tree import apply_override, build
+    from mm1.config.validate import check_fields
+
+    cfg = build(Config, {"data": {"synth": {"seed": seed}}})
+    for item in overrides:
+        if not item.split("=", 1)[0].strip().startswith("data.synth."):
+            raise ConfigError(f"{item}: only data.synth keys set the corpus, e.g. data.synth.gallery_docs=0.3")
+        apply_override(cfg, item)
+    check_fields(cfg.data.synth, "data.synth")
+    synth = cfg.data.synth
+    if scale != 1.0:
+        for key in ("caption_samples", "interleaved_samples", "text_samples", "eval_samples"):
+            setattr(synth, key, max(1, int(getattr(synth, key) * scale)))
+    return synth
+
+
 def cmd_data_synth(args) -> int:
-    from mm1.config.schema import SynthConfig
     from mm1.data.synth import write_corpus
 
-    cfg = SynthConfig(seed=args.seed)
-    if args.scale != 1.0:
-        for key in ("caption_samples", "interleaved_samples", "text_samples", "eval_samples"):
-            setattr(cfg, key, max(1, int(getattr(cfg, key) * args.scale)))
-    manifest = write_corpus(args.out, cfg)
+    manifest = write_corpus(args.out, synth_config(args.seed, args.scale, args.overrides))
     print(json.dumps({k: v for k, v in manifest.items() if not isinstance(v, (list, dict))}))
     return 0
 
@@ -122,6 +136,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--scale", type=float, default=1.0, help="multiply every sample count by this")
+    s.add_argument("overrides", nargs="*", metavar="data.synth.KEY=VALUE",
+                   help="corpus settings as in a recipe, e.g. data.synth.gallery_docs=0.3 (the data_mixture tiny "
+                        "preset's corpus) or data.synth.corner_scenes=0.3")
     s.set_defaults(func=cmd_data_synth, usage_errors=(FileExistsError,))
     from mm1.data.convert.cli import register as register_converters
 

@@ -50,6 +50,29 @@ def test_data_synth_never_writes_over_a_users_data(tmp_path, monkeypatch, capsys
     assert unchanged(files, tmp_path / "MY_DATA")
 
 
+def test_data_synth_writes_the_corpus_of_a_recipes_settings(tmp_path, capsys):
+    """`mm1 data synth --out DIR data.synth.gallery_docs=...` writes the same corpus a recipe with those settings
+    generates, galleries and their eval task included (for a shared data folder, written once)."""
+    settings = TINY_CORPUS + ["data.synth.gallery_docs=0.5", "data.synth.seed=2"]
+    assert main(["data", "synth", "--out", str(tmp_path / "cli"), *settings]) == 0
+    cfg = load_config(TINY, settings).data.synth
+    assert cfg.gallery_docs == 0.5 and cfg.seed == 2
+    written = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    assert written == write_corpus(tmp_path / "api", cfg)
+    assert written["config"]["gallery_docs"] == 0.5 and (tmp_path / "cli" / "eval" / "caption_style").is_dir()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.synth.gallery_docs=1.5", "data.synth.gallery_docs: 1.5 is not allowed; allowed: a number in [0, 1]"),
+    ("data.synth.galery_docs=0.3", "data.synth.galery_docs: unknown key; allowed keys here:"),
+    ("train.steps=3", "train.steps=3: only data.synth keys set the corpus"),
+])
+def test_data_synth_names_a_bad_setting_and_writes_nothing(tmp_path, capsys, override, message):
+    assert main(["data", "synth", "--out", str(tmp_path / "out"), override]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_the_mm1_command_refuses_a_users_data_folder(tmp_path):
     files = own_data(tmp_path / "MY_DATA")
