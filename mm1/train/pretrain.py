@@ -16,7 +16,7 @@ from mm1.config import Config, ConfigError, dump_yaml
 from mm1.config.validate import check_pretrained_paths
 from mm1.data.loader import build_loader, resolve_sources
 from mm1.data.synth import corpus_is_complete, write_corpus
-from mm1.data.synth.write import check_writable
+from mm1.data.synth.write import check_writable, is_corpus_folder
 from mm1.layout import RunDir
 from mm1.model.vision import load_visual_weights
 from mm1.tokenizer import build_tokenizer
@@ -62,7 +62,11 @@ def prepare_data(cfg: Config) -> None:
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not corpus_is_complete(root, cfg.data.synth):
-            print(f"mm1: writing the embedded corpus to {root} (first use)")
+            if is_corpus_folder(root):
+                print(f"mm1: rewriting the embedded corpus in {root}: the one there is unfinished or was written "
+                      f"with other data.synth settings")
+            else:
+                print(f"mm1: writing the embedded corpus to {root} (first use)")
             write_corpus(root, cfg.data.synth)
 
 

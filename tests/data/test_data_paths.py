@@ -62,6 +62,18 @@ def test_data_synth_writes_the_corpus_of_a_recipes_settings(tmp_path, capsys):
     assert written["config"]["gallery_docs"] == 0.5 and (tmp_path / "cli" / "eval" / "caption_style").is_dir()
 
 
+def test_pretrain_says_whether_it_writes_a_new_corpus_or_replaces_one(tmp_path, capsys):
+    from mm1.train.pretrain import prepare_data
+
+    root = f"data.root={tmp_path / 'corpus'}"
+    prepare_data(load_config(TINY, TINY_CORPUS + [root]))
+    assert "writing the embedded corpus to" in capsys.readouterr().out
+    prepare_data(load_config(TINY, TINY_CORPUS + [root]))
+    assert capsys.readouterr().out == ""  # complete: used as it is
+    prepare_data(load_config(TINY, TINY_CORPUS + [root, "data.synth.gallery_docs=0.5"]))
+    assert "rewriting the embedded corpus in" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.synth.gallery_docs=1.5", "data.synth.gallery_docs: 1.5 is not allowed; allowed: a number in [0, 1]"),
     ("data.synth.galery_docs=0.3", "data.synth.galery_docs: unknown key; allowed keys here:"),
