@@ -46,14 +46,15 @@ def synth_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def corner_root(tmp_path_factory) -> Path:
-    """The eval sets of a small corpus with corner scenes (data.synth.corner_scenes 0.3; no training
-    shards), written once per test session: the only kind of corpus with synth_corner questions."""
+    """The eval sets of a small corpus with corner and striped scenes (data.synth.corner_scenes 0.3,
+    striped_scenes 0.7; no training shards), written once per test session: the only kind of corpus with
+    synth_corner and synth_stripes questions."""
     from mm1.config.schema import SynthConfig
     from mm1.data.synth import write_corpus
 
     root = tmp_path_factory.mktemp("corner")
     write_corpus(root, SynthConfig(**{**SMALL_CORPUS, "caption_samples": 0, "interleaved_samples": 0,
-                                      "text_samples": 0, "corner_scenes": 0.3}))
+                                      "text_samples": 0, "corner_scenes": 0.3, "striped_scenes": 0.7}))
     return root
 
 

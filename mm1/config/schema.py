@@ -101,6 +101,9 @@ class SynthConfig:
     gallery_docs: float = checked(0.0, "[0,1]")  # share of interleaved documents that are galleries: pictures
     # captioned in one of four styles kept through the document (the synth_caption_style task); 0 = none, and
     # the version-4 corpus, byte for byte
+    striped_scenes: float = checked(0.0, "[0,1]")  # share of the five-slot scenes drawn on the gray background
+    # with every large shape in fine stripes of its colour and its complement, which average to the gray: seen
+    # at 64 px, gone at 32 (the synth_stripes task); 0 = none, and the version-4 corpus, byte for byte
 
 
 @dataclass

@@ -5,7 +5,9 @@ VQA question about the shapes, one TextVQA question about the label, five
 reference captions, a detail question (the colour of the small object, when the
 scene has exactly one), a corner question (the colour of the shape in one
 corner, when it is a corner scene: only corpora with data.synth.corner_scenes
-> 0 have them) and a dialect question (a colour or shape answered in
+> 0 have them), a stripes question (the colour of a striped shape, only in
+corpora with data.synth.striped_scenes > 0, whose eval files have this set)
+and a dialect question (a colour or shape answered in
 `EVAL_DIALECT`, when the scene allows one); with galleries in the corpus
 (data.synth.gallery_docs > 0), five more references in `styles.EVAL_STYLE`
 (the synth_caption_style task). Scenes come from
@@ -22,7 +24,7 @@ from mm1.data.synth import grammar as g
 from mm1.data.synth.describe import reference_captions
 from mm1.data.synth.documents import DIALECT_KINDS
 from mm1.data.synth.grammar import pretokenize
-from mm1.data.synth.questions import QA, ask, ask_detail, ask_text, human_answers
+from mm1.data.synth.questions import QA, ask, ask_detail, ask_striped, ask_text, human_answers
 from mm1.data.synth.textdocs import text_question
 from mm1.data.synth.render import png_bytes, render
 from mm1.data.synth.scene import Scene, sample_scene
@@ -35,7 +37,8 @@ ID_BASE = {"train": 1_000_000, "val": 2_000_000}  # image_id = base + index: uni
 TEXT_ID_BASE = {"train": 3_000_000, "val": 4_000_000}  # question ids of the text questions
 N_ANSWERS, N_REFERENCES = 10, 5
 EVAL_DIALECT = 0  # the index in grammar.DIALECTS that synth_dialect answers in (all are equally common in training)
-QUESTION_SETS = {"vqa": 0, "detail": 2, "dialect": 3, "corner": 4}  # VQAv2-format: question_id = image_id * 1000 + this
+QUESTION_SETS = {"vqa": 0, "detail": 2, "dialect": 3, "corner": 4, "stripes": 5}  # VQAv2 format: question_id =
+# image_id * 1000 + this; "stripes" only in a corpus with striped scenes (`question_sets`)
 
 
 @dataclass
@@ -53,6 +56,8 @@ class EvalItem:
     corner: QA | None = None
     corner_answers: list[str] | None = None
     style_references: list[str] | None = None  # in EVAL_STYLE; only for a corpus with galleries
+    stripes: QA | None = None  # the colour of a striped shape; only in a corpus with striped scenes
+    stripes_answers: list[str] | None = None
 
 
 def image_file(split: str, image_id: int) -> str:
@@ -60,15 +65,20 @@ def image_file(split: str, image_id: int) -> str:
     return f"eval/images/{split}/{image_id:012d}.png"
 
 
-def heldout_scenes(seed: int, n: int, corner_prob: float = 0.0) -> dict[str, list[Scene]]:
-    """n distinct labelled scenes per split (a share `corner_prob` of them corner scenes), no scene shared
-    between splits."""
+def question_sets(striped: bool) -> list[str]:
+    """The VQAv2-format question sets of a corpus (with striped scenes or without)."""
+    return [name for name in QUESTION_SETS if striped or name != "stripes"]
+
+
+def heldout_scenes(seed: int, n: int, corner_prob: float = 0.0, striped_prob: float = 0.0) -> dict[str, list[Scene]]:
+    """n distinct labelled scenes per split (a share `corner_prob` of them corner scenes, a share `striped_prob`
+    of the others striped scenes), no scene shared between splits."""
     seen: set[str] = set()
     out = {}
     for split in SPLITS:
         out[split] = []
         for i in range(n):
-            scene = sample_scene(sample_rng(seed, f"eval-{split}", i), 1.0, seen, corner_prob)
+            scene = sample_scene(sample_rng(seed, f"eval-{split}", i), 1.0, seen, corner_prob, striped_prob)
             seen.add(scene.key())
             out[split].append(scene)
     return out
@@ -93,6 +103,9 @@ def _item(seed: int, split: str, i: int, scene: Scene, detail: str, caption_styl
     rng = sample_rng(seed, f"eval-{split}-corner", i)
     item.corner = ask_detail(scene, rng, "corner")
     item.corner_answers = human_answers(item.corner, rng, N_ANSWERS) if item.corner else None
+    rng = sample_rng(seed, f"eval-{split}-stripes", i)
+    item.stripes = ask_striped(scene, rng)
+    item.stripes_answers = human_answers(item.stripes, rng, N_ANSWERS) if item.stripes else None
     if caption_style:
         item.style_references = style_references(scene, EVAL_STYLE, sample_rng(seed, f"eval-{split}-style", i),
                                                  N_REFERENCES)
@@ -103,10 +116,11 @@ def _questions_of(items: list[EvalItem], name: str) -> list[tuple[int, int, QA, 
     """(image_id, question_id, qa, human answers) of one question set; items without one are left out."""
     out = []
     for it in items:
-        qa = {"vqa": it.vqa, "detail": it.detail, "dialect": it.dialect, "corner": it.corner}[name]
+        qa = {"vqa": it.vqa, "detail": it.detail, "dialect": it.dialect, "corner": it.corner,
+              "stripes": it.stripes}[name]
         if qa is not None:
-            answers = {"vqa": it.vqa_answers, "detail": it.detail_answers,
-                       "corner": it.corner_answers}.get(name) or [qa.answer] * N_ANSWERS
+            answers = {"vqa": it.vqa_answers, "detail": it.detail_answers, "corner": it.corner_answers,
+                       "stripes": it.stripes_answers}.get(name) or [qa.answer] * N_ANSWERS
             out.append((it.image_id, it.image_id * 1000 + QUESTION_SETS[name], qa, answers))
     return out
 
@@ -164,13 +178,14 @@ def _karpathy_file(items_by_split: dict[str, list[EvalItem]], styled: bool = Fal
     return {"images": images, "dataset": "coco"}
 
 
-def _write_split(out: Path, seed: int, split: str, items: list[EvalItem], image_size: int) -> dict[str, str]:
+def _write_split(out: Path, seed: int, split: str, items: list[EvalItem], image_size: int,
+                 striped: bool) -> dict[str, str]:
     """Images, VQA-format, TextVQA, text and scene files of one split; returns their relative paths."""
     for it in items:
         write_bytes(out / image_file(split, it.image_id), png_bytes(render(it.scene, image_size)))
     paths = {"textvqa": f"eval/textvqa/{split}.json", "scenes": f"eval/scenes/{split}.json",
              "text": f"eval/text/{split}.json"}
-    for name in QUESTION_SETS:
+    for name in question_sets(striped):
         questions, annotations = _vqa_files(split, _questions_of(items, name))
         paths[f"{name}_questions"] = f"eval/{name}/{split}_questions.json"
         paths[f"{name}_annotations"] = f"eval/{name}/{split}_annotations.json"
@@ -184,18 +199,20 @@ def _write_split(out: Path, seed: int, split: str, items: list[EvalItem], image_
 
 
 def write_evalsets(out: Path, seed: int, image_size: int, heldout: dict[str, list[Scene]],
-                   detail: str = "detail", caption_style: bool = False) -> dict:
+                   detail: str = "detail", caption_style: bool = False, striped: bool = False) -> dict:
     """Write every eval file; returns {"images"|"vqa"|"detail"|"dialect"|"corner"|"textvqa"|"text"|"scenes":
-    {split: ...}, "caption": path}, and "caption_style": path with `caption_style` (a corpus with galleries).
-    The VQA set's detail questions are of kind `detail`, as in training."""
-    items_by_split, files = {}, {"images": {}, **{name: {} for name in QUESTION_SETS}, "textvqa": {}, "text": {},
+    {split: ...}, "caption": path}, "caption_style": path with `caption_style` (a corpus with galleries) and
+    "stripes": {split: ...} with `striped` (a corpus with striped scenes). The VQA set's detail questions are
+    of kind `detail`, as in training."""
+    sets = question_sets(striped)
+    items_by_split, files = {}, {"images": {}, **{name: {} for name in sets}, "textvqa": {}, "text": {},
                                  "scenes": {}}
     for split, scenes in heldout.items():
         items = [_item(seed, split, i, s, detail, caption_style) for i, s in enumerate(scenes)]
-        paths = _write_split(out, seed, split, items, image_size)
+        paths = _write_split(out, seed, split, items, image_size, striped)
         files["images"][split] = {"dir": f"eval/images/{split}", "count": len(items),
                                   "first_id": ID_BASE[split], "pattern": "{image_id:012d}.png"}
-        for name in QUESTION_SETS:
+        for name in sets:
             files[name][split] = {"questions": paths[f"{name}_questions"],
                                   "annotations": paths[f"{name}_annotations"]}
         for name in ("textvqa", "text", "scenes"):

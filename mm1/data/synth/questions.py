@@ -166,6 +166,16 @@ def ask_detail(scene: Scene, rng: random.Random, detail: str = "detail") -> QA |
     return ASKERS[detail](scene, rng, rng.choice(g.QUESTIONS[detail]))
 
 
+def ask_striped(scene: Scene, rng: random.Random) -> QA | None:
+    """The colour of a striped shape (`scene.py`), named by its shape, which no other shape of the scene has;
+    None when the scene has no such shape. At 32 px the shape is gone (its stripes average to the gray)."""
+    objs = [o for o in _unique(scene, "shape") if o.striped]
+    if objs:
+        o = rng.choice(objs)
+        return _qa("colour", rng.choice(g.QUESTIONS["colour"]), {"shape": o.shape}, o.colour, "other", "colour")
+    return None
+
+
 def ask_text(scene: Scene, rng: random.Random) -> QA:
     """A question about the small rendered label (the scene must have one)."""
     label = scene.label

@@ -4,7 +4,12 @@ The scene is drawn on a canvas of max(image_size, 64) px (the 64-unit layout
 grid scaled up), then box-downsampled when image_size < 64. The label text uses
 PIL's built-in bitmap font (6 x 11 px cells, no download), strokes thinned to
 1 px, at an integer scale of canvas // 64: legible at 64 px, a gray smear
-after a downsample to 32 px. That is the "fine detail" of the corpus.
+after a downsample to 32 px. That is the "fine detail" of the corpus. A
+striped shape (`Obj.striped`, on the gray background) alternates rows one grid
+unit high of its colour and of its complement about the gray (2 x gray -
+colour), which average to the background: at 128 px the stripes are 2 px, so
+the loader's bicubic resize keeps them at 64 px and averages them away at 32,
+where the shape is gone.
 """
 from __future__ import annotations
 
@@ -63,8 +68,8 @@ def _polygon(obj: Obj, s: float) -> list[tuple[float, float]] | None:
     return None
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, obj: Obj, s: float) -> None:
-    fill = RGB[obj.colour]
+def _draw_object(draw: ImageDraw.ImageDraw, obj: Obj, s: float, fill=None) -> None:
+    fill = RGB[obj.colour] if fill is None else fill
     pts = _polygon(obj, s)
     if pts is None:
         cx, cy = (c * s for c in obj.centre)
@@ -72,6 +77,22 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: Obj, s: float) -> None:
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     else:
         draw.polygon(pts, fill=fill)
+
+
+def stripe_colours(colour: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A striped shape's two colours: its own and its complement about the gray background (their mean)."""
+    gray = BACKGROUND_RGB["gray"]
+    return RGB[colour], tuple(2 * g - c for g, c in zip(gray, RGB[colour]))
+
+
+def _draw_striped(img: Image.Image, obj: Obj, s: float) -> None:
+    """The shape in rows one grid unit (s px) high, alternately its colour and its complement."""
+    mask = Image.new("L", img.size, 0)
+    _draw_object(ImageDraw.Draw(mask), obj, s, fill=255)
+    own, complement = stripe_colours(obj.colour)
+    odd = (np.floor(np.arange(img.height) / s).astype(np.int64) % 2 == 1)[:, None, None]
+    stripes = np.where(odd, np.array(complement, np.uint8), np.array(own, np.uint8))
+    img.paste(Image.fromarray(np.broadcast_to(stripes, (img.height, img.width, 3)).copy()), (0, 0), mask)
 
 
 @lru_cache(maxsize=None)
@@ -118,7 +139,10 @@ def render(scene: Scene, image_size: int) -> Image.Image:
     img = Image.new("RGB", (canvas, canvas), BACKGROUND_RGB[scene.background])
     draw = ImageDraw.Draw(img)
     for obj in scene.objects:
-        _draw_object(draw, obj, s)
+        if obj.striped:
+            _draw_striped(img, obj, s)
+        else:
+            _draw_object(draw, obj, s)
     if scene.label is not None:
         _draw_label(img, scene.label, s, k)
     if scene.noise:

@@ -10,12 +10,18 @@ default) holds small shapes only, in pairs on a 4 x 4 grid of `CELL`-unit
 cells: in each of 1-4 quarters of the image, one in the corner cell and one of
 another colour in the cell between that corner and the center. The label, when
 there is one, sits in a quarter without shapes.
+
+A *striped scene* (a share `data.synth.striped_scenes` of the five-slot scenes,
+0 by default) lies on the gray background, and its large shapes are drawn in
+stripes one grid unit wide, alternately their colour and its complement about
+the gray (`render.py`): the two average to the background, so the shape is
+there at 64 px and gone at 32. Captions and questions name it as any shape.
 """
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from mm1.data.synth import grammar as g
@@ -52,6 +58,7 @@ class Obj:
     position: str
     dx: int = 0  # jitter from the slot centre, grid units
     dy: int = 0
+    striped: bool = False  # drawn in fine stripes that average to a gray background (a striped scene's large shapes)
 
     @property
     def centre(self) -> tuple[int, int]:
@@ -117,7 +124,7 @@ class Scene:
 
     def to_dict(self) -> dict:
         objects = [{"shape": o.shape, "colour": o.colour, "size": o.size, "position": o.position, "dx": o.dx,
-                    "dy": o.dy} for o in self.objects]
+                    "dy": o.dy, **({"striped": True} if o.striped else {})} for o in self.objects]
         label = None
         if self.label is not None:
             label = {"text": self.label.text, "corner": self.label.corner, "dx": self.label.dx, "dy": self.label.dy}
@@ -129,7 +136,8 @@ def scene_from_dict(d: dict) -> Scene:
     """Inverse of `Scene.to_dict` (extra keys such as "label_box" are ignored)."""
     lab = d.get("label")
     label = Label(lab["text"], lab["corner"], lab["dx"], lab["dy"]) if lab else None
-    objects = tuple(Obj(o["shape"], o["colour"], o["size"], o["position"], o["dx"], o["dy"]) for o in d["objects"])
+    objects = tuple(Obj(o["shape"], o["colour"], o["size"], o["position"], o["dx"], o["dy"], o.get("striped", False))
+                    for o in d["objects"])
     return Scene(objects, d["background"], label, d["noise"], d["noise_seed"])
 
 
@@ -169,22 +177,31 @@ def _sample_label(rng: random.Random) -> Label:
 
 
 def _sample_layout(rng: random.Random, label_prob: float, corner_prob: float):
-    """(objects, label): a corner scene with probability `corner_prob`, else a scene of the five slots. With
-    corner_prob 0 no extra random number is drawn, so such scenes are the generator version 3's."""
+    """(objects, label, corner): a corner scene with probability `corner_prob`, else a scene of the five slots.
+    With corner_prob 0 no extra random number is drawn, so such scenes are the generator version 3's."""
     if corner_prob > 0 and rng.random() < corner_prob:
         label = _sample_label(rng) if rng.random() < label_prob else None
         quarters = [c for c in g.CORNERS if label is None or c != label.corner]
-        return _sample_corner_objects(rng, quarters), label
+        return _sample_corner_objects(rng, quarters), label, True
     objects = _sample_objects(rng)
-    return objects, _sample_label(rng) if rng.random() < label_prob else None
+    return objects, _sample_label(rng) if rng.random() < label_prob else None, False
 
 
-def sample_scene(rng: random.Random, label_prob: float = 0.5, exclude=frozenset(), corner_prob: float = 0.0) -> Scene:
+def _striped(objects: tuple[Obj, ...]) -> tuple[Obj, ...]:
+    return tuple(replace(o, striped=True) if o.size == "large" else o for o in objects)
+
+
+def sample_scene(rng: random.Random, label_prob: float = 0.5, exclude=frozenset(), corner_prob: float = 0.0,
+                 striped_prob: float = 0.0) -> Scene:
     """A random scene whose `key()` is not in `exclude` (held-out scenes); a corner scene with probability
-    `corner_prob`."""
+    `corner_prob`, else a striped scene with probability `striped_prob` (with 0, no extra random number is
+    drawn: version 4's scenes)."""
     for _ in range(10_000):
-        objects, label = _sample_layout(rng, label_prob, corner_prob)
-        scene = Scene(objects, rng.choice(g.BACKGROUNDS), label, rng.choice(NOISE_LEVELS), rng.getrandbits(32))
+        objects, label, corner = _sample_layout(rng, label_prob, corner_prob)
+        striped = not corner and striped_prob > 0 and rng.random() < striped_prob
+        background = "gray" if striped else rng.choice(g.BACKGROUNDS)
+        scene = Scene(_striped(objects) if striped else objects, background, label, rng.choice(NOISE_LEVELS),
+                      rng.getrandbits(32))
         if scene.key() not in exclude:
             return scene
     raise RuntimeError("could not sample a scene outside the excluded set; too many held-out scenes")

@@ -3,8 +3,9 @@
 Each sample draws from its own random stream (`sample_rng(seed, stream,
 index)`), so a sample depends only on the seed and its index. Scenes whose
 `key()` is in `exclude` (the held-out eval scenes) are never drawn; a share
-`corner_prob` of the scenes are corner scenes (`scene.py`), and a share
-`gallery_prob` of the interleaved documents are galleries (`documents.py`).
+`corner_prob` of the scenes are corner scenes and a share `striped_prob` of
+the others striped scenes (`scene.py`), and a share `gallery_prob` of the
+interleaved documents are galleries (`documents.py`).
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def scene_record(scene: Scene, image_size: int) -> dict:
 
 
 def caption_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0,
-                   gallery_prob: float = 0.0) -> Sample:
+                   gallery_prob: float = 0.0, striped_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "caption", index)
-    scene = sample_scene(rng, CAPTION_LABEL_PROB, exclude, corner_prob)
+    scene = sample_scene(rng, CAPTION_LABEL_PROB, exclude, corner_prob, striped_prob)
     text = caption(scene, rng)
     meta = {"caption": text, "scene": scene_record(scene, image_size), "width": image_size, "height": image_size}
     members = {"png": png_bytes(render(scene, image_size)), "txt": text.encode("utf-8"), "json": json_bytes(meta)}
@@ -40,9 +41,9 @@ def caption_sample(seed: int, index: int, image_size: int, exclude, corner_prob:
 
 
 def interleaved_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0,
-                       gallery_prob: float = 0.0) -> Sample:
+                       gallery_prob: float = 0.0, striped_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "interleaved", index)
-    kind, parts = document(lambda label_prob: sample_scene(rng, label_prob, exclude, corner_prob), rng,
+    kind, parts = document(lambda label_prob: sample_scene(rng, label_prob, exclude, corner_prob, striped_prob), rng,
                            detail_kind(corner_prob), gallery_prob)
     texts, images, scenes, members = [], [], [], {}
     for part in parts:
@@ -62,7 +63,7 @@ def interleaved_sample(seed: int, index: int, image_size: int, exclude, corner_p
 
 
 def text_sample(seed: int, index: int, image_size: int, exclude, corner_prob: float = 0.0,
-                gallery_prob: float = 0.0) -> Sample:
+                gallery_prob: float = 0.0, striped_prob: float = 0.0) -> Sample:
     rng = sample_rng(seed, "text", index)
     _kind, text = text_document(rng)
     return sample_key("text", index), {"txt": text.encode("utf-8")}
