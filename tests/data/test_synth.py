@@ -79,12 +79,16 @@ def test_without_corner_scenes_the_corpus_is_version_3_byte_for_byte(corpus):
     assert len(files) == 108 and h.hexdigest() == VERSION_3_BYTES
 
 
-def test_without_galleries_a_corpus_keeps_its_version_4_folder_and_manifest(corpus):
-    """data.synth.gallery_docs came after version 4: at 0 a config is named as before, so the corpora (and the
-    encoder warm starts cached against their shards) of earlier runs are found, not written again."""
+def test_without_galleries_or_striped_scenes_a_corpus_keeps_its_version_4_folder_and_manifest(corpus):
+    """data.synth.gallery_docs and striped_scenes came after version 4: at 0 a config is named as before, so the
+    corpora (and the encoder warm starts cached against their shards) of earlier runs are found, not written
+    again."""
     assert corpus_folder(SynthConfig()).name == "v4-f97159e5f7"  # as version 4 named it (commit 2dfefa2)
-    assert "gallery_docs" not in _load(corpus, "manifest.json")["config"] and corpus_is_complete(corpus, CFG)
+    config = _load(corpus, "manifest.json")["config"]
+    assert "gallery_docs" not in config and "striped_scenes" not in config and corpus_is_complete(corpus, CFG)
     assert corpus_folder(replace(CFG, gallery_docs=0.3)) != corpus_folder(CFG)
+    assert corpus_folder(replace(CFG, striped_scenes=0.3)) not in (corpus_folder(CFG),
+                                                                  corpus_folder(replace(CFG, gallery_docs=0.3)))
 
 
 def test_incomplete_corpus_detected(tmp_path):

@@ -207,16 +207,21 @@ def test_one_eval_config_for_recipes_grids_and_the_command():
         parser.parse_args(["--shots", "zero"])
 
 
+def _scored_records(tiny, root, task: str, shots: str, tmp_path) -> tuple:
+    """A tiny model saved with data.root=root, scored by `mm1 eval` on 4 queries of one task at `shots`:
+    (its run folder, the prediction records)."""
+    cfg, tok, model = tiny
+    run = save_model_folder(tmp_path / "run" / "checkpoint", model, load_config(TINY, [f"data.root={root}"]), tok)
+    assert main(["eval", str(run), "--tasks", task, "--shots", shots, "--limit", "4", "--trials", "1",
+                 "--out", str(tmp_path / "out")]) == 0
+    return run, [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+
+
 def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_without(tiny, synth_root, corner_root,
                                                                                         tmp_path, capsys):
     """synth_corner exists only in a corpus written with data.synth.corner_scenes > 0 (the tokens grid's corner
     preset); on the default corpus it stops with a clear error before anything is scored."""
-    cfg, tok, model = tiny
-    run = save_model_folder(tmp_path / "run" / "checkpoint", model, load_config(TINY, [f"data.root={corner_root}"]),
-                            tok)
-    assert main(["eval", str(run), "--tasks", "synth_corner", "--shots", "0,2", "--limit", "4", "--trials", "1",
-                 "--out", str(tmp_path / "out")]) == 0
-    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    run, records = _scored_records(tiny, corner_root, "synth_corner", "0,2", tmp_path)
     assert len(records) == 8 and all(" corner?" in r["question"] for r in records)
     assert all(r["error"] is None for r in records) and all(len(r["demo_ids"]) == r["shots"] for r in records)
     capsys.readouterr()
@@ -235,16 +240,26 @@ def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_wi
     assert "task synth_corner" in err and "data.synth.corner_scenes > 0" in err and "no usable entries" in err
 
 
+def test_stripes_task_scores_a_corpus_with_striped_scenes_and_names_the_problem_without(tiny, synth_root,
+                                                                                       corner_root, tmp_path, capsys):
+    """synth_stripes exists only in a corpus written with data.synth.striped_scenes > 0 (the connectors grid's
+    frozen-stripes preset); elsewhere a clear error, exit 2, naming the setting and the missing file."""
+    run, records = _scored_records(tiny, corner_root, "synth_stripes", "0,1", tmp_path)
+    assert len(records) == 8 and all(r["error"] is None for r in records)
+    assert all(r["question"].split()[:2] in (["what", "colour"], ["which", "colour"]) for r in records)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--tasks", "synth_stripes", "--data-root", str(synth_root), "--limit", "4",
+                 "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "task synth_stripes" in err and "data.synth.striped_scenes > 0" in err
+    assert "eval/stripes/val_annotations.json" in err
+
+
 def test_caption_style_task_scores_a_corpus_with_galleries_and_names_the_problem_without(tiny, synth_root,
                                                                                        gallery_root, tmp_path, capsys):
     """synth_caption_style exists only in a corpus written with data.synth.gallery_docs > 0 (the data_mixture
     grid's gallery preset): its demonstrations and references are tallies; elsewhere a clear error, exit 2."""
-    cfg, tok, model = tiny
-    run = save_model_folder(tmp_path / "run" / "checkpoint", model, load_config(TINY, [f"data.root={gallery_root}"]),
-                            tok)
-    assert main(["eval", str(run), "--tasks", "synth_caption_style", "--shots", "0,2", "--limit", "4", "--trials",
-                 "1", "--out", str(tmp_path / "out")]) == 0
-    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    run, records = _scored_records(tiny, gallery_root, "synth_caption_style", "0,2", tmp_path)
     assert len(records) == 8 and all(r["error"] is None for r in records)
     assert all(style_of(a) == "tally" for r in records for a in r["answers"])
     assert all(len(r["demo_ids"]) == r["shots"] for r in records)

@@ -22,6 +22,10 @@ Images
     With `corner_scenes` > 0, that share of the images are corner scenes: small
     shapes only, in each of 1-4 quarters one in the corner cell of a 4 x 4 grid
     and one of another colour in the cell between it and the center.
+    With `striped_scenes` > 0, that share of the other images are striped
+    scenes: on the gray background, each large shape drawn in rows one grid
+    unit high of its colour and its complement about the gray, which the
+    loader's resize to 32 px averages into the background (`render.py`).
 
 Text
     Lowercase with normal punctuation ("two red circles and a small blue
@@ -56,7 +60,7 @@ Layout under `out`
     are "__key__" plus the extensions above ("png", "0.png", ...).
 
     "scene" (ground truth): {"objects": [{"shape", "colour", "size",
-    "position", "dx", "dy"}], "background", "label": {"text", "corner", "dx",
+    "position", "dx", "dy"[, "striped": true]}], "background", "label": {"text", "corner", "dx",
     "dy"} | null, "noise", "noise_seed", "label_box": [x0, y0, x1, y1) in pixels
     | null}. dx/dy are layout offsets on a 64-unit grid (see `scene.py`);
     `scene.scene_from_dict` rebuilds a `Scene`.
