@@ -158,9 +158,8 @@ def _manifest(out: Path, cfg, shards: dict, eval_files: dict) -> dict:
     files = [p for names in shards.values() for p in names] + [eval_files["caption"]]
     files += [eval_files["caption_style"]] if "caption_style" in eval_files else []
     for split in evalsets.SPLITS:
-        for name in evalsets.QUESTION_SETS:
-            if split in eval_files.get(name, {}):
-                files += list(eval_files[name][split].values())
+        for name in evalsets.question_sets(cfg.striped_scenes > 0):
+            files += list(eval_files[name][split].values())
         files += [eval_files[name][split] for name in ("textvqa", "text", "scenes")]
     return {
         "version": VERSION, "seed": cfg.seed, "config": config_identity(cfg),
