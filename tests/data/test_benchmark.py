@@ -29,7 +29,7 @@ from mm1.config.schema import SynthConfig
 from mm1.data.image import resized
 from mm1.data.synth import grammar as g
 from mm1.data.synth import write_corpus
-from mm1.data.synth.answers import KINDS, answer_kind, answer_shares, named_quarter
+from mm1.data.synth.answers import answer_kind, answer_shares, kinds, named_quarter, named_striped
 from mm1.data.synth.documents import DIALECT_KINDS, fewshot_vqa, gallery
 from mm1.data.synth.evalsets import EVAL_DIALECT
 from mm1.data.synth.render import BACKGROUND_RGB, RGB, render, stripe_colours
@@ -262,7 +262,7 @@ def test_stripes_questions_ask_the_colour_of_a_striped_shape(striped_corpus, cor
 
 
 def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(corner_corpus):
-    """tools/corner_answers.py's kinds on every corner question of a real corpus: the annotated answer is the
+    """tools/answer_kinds.py's kinds on every corner question of a real corpus: the annotated answer is the
     corner, the other colour of its quarter the neighbour, other quarters' colours, absent colours and
     non-colours each their own kind; the shares over a run's rows add up to 1."""
     scenes = {k: scene_from_dict(d) for k, d in _load(corner_corpus, "eval/scenes/val.json").items()}
@@ -274,11 +274,11 @@ def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(c
         scene, question = scenes[str(ann["image_id"])], questions[ann["question_id"]]
         quarter = named_quarter(question)
         by_slot = {o.position: o.colour for o in scene.objects}
-        assert answer_kind(scene, question, ann["multiple_choice_answer"]) == "corner"
-        assert answer_kind(scene, question, by_slot[g.inner_slot(quarter)] + " colour") == "neighbour"
-        assert answer_kind(scene, question, "yes") == "not a colour"
+        assert answer_kind("synth_corner", scene, question, ann["multiple_choice_answer"]) == "corner"
+        assert answer_kind("synth_corner", scene, question, by_slot[g.inner_slot(quarter)] + " colour") == "neighbour"
+        assert answer_kind("synth_corner", scene, question, "yes") == "not a colour"
         for colour in g.COLOURS:
-            kind = answer_kind(scene, question, colour)
+            kind = answer_kind("synth_corner", scene, question, colour)
             seen[kind] += 1
             if colour not in by_slot.values():
                 assert kind == "not in the scene"
@@ -286,11 +286,44 @@ def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(c
                 assert kind == "other quarter"
         rows.append({"image_id": ann["image_id"], "question": question, "prediction": ann["multiple_choice_answer"]})
     assert seen["other quarter"] > 0 and seen["not in the scene"] > 0
-    shares = answer_shares(rows + [dict(rows[0], prediction="no")], scenes)
-    assert shares["n"] == len(rows) + 1 and sum(shares[k] for k in KINDS) == pytest.approx(1)
+    shares = answer_shares("synth_corner", rows + [dict(rows[0], prediction="no")], scenes)
+    assert shares["n"] == len(rows) + 1 and sum(shares[k] for k in kinds("synth_corner")) == pytest.approx(1)
     assert shares["corner"] == pytest.approx(len(rows) / (len(rows) + 1))
     with pytest.raises(ValueError, match="not a corner question"):
         named_quarter("what colour is the small shape?")
+    with pytest.raises(ValueError, match="no answer kinds for task 'synth_vqa'"):
+        answer_kind("synth_vqa", scene, question, "red")
+
+
+def test_stripes_answer_kinds_tell_the_named_shape_from_the_rest_of_the_scene(striped_corpus):
+    """tools/answer_kinds.py's kinds on every stripes question of a real corpus: the annotated answer is the
+    named shape, the colour of another striped shape, of a solid (small) shape, a colour absent from the scene
+    and a non-colour each their own kind; the shares add up to 1."""
+    scenes = {k: scene_from_dict(d) for k, d in _load(striped_corpus, "eval/scenes/val.json").items()}
+    anns = _load(striped_corpus, "eval/stripes/val_annotations.json")["annotations"]
+    questions = {q["question_id"]: q["question"]
+                 for q in _load(striped_corpus, "eval/stripes/val_questions.json")["questions"]}
+    rows, seen = [], Counter()
+    for ann in anns:
+        scene, question = scenes[str(ann["image_id"])], questions[ann["question_id"]]
+        named = named_striped(scene, question)
+        assert named.colour == ann["multiple_choice_answer"] and named.shape in question
+        assert answer_kind("synth_stripes", scene, question, "the " + named.colour + " one") == "named shape"
+        assert answer_kind("synth_stripes", scene, question, "gray") == "not a colour"
+        for colour in g.COLOURS:
+            kind = answer_kind("synth_stripes", scene, question, colour)
+            seen[kind] += 1
+            holders = [o for o in scene.objects if o.colour == colour]
+            if not holders:
+                assert kind == "not in the scene"
+            elif colour != named.colour:
+                assert kind == ("another striped shape" if any(o.striped for o in holders) else "a solid shape")
+        rows.append({"image_id": ann["image_id"], "question": question, "prediction": "gray"})
+    assert all(seen[k] > 0 for k in kinds("synth_stripes")[:-1])
+    shares = answer_shares("synth_stripes", rows, scenes)
+    assert shares["n"] == len(rows) and shares["not a colour"] == 1
+    with pytest.raises(ValueError, match="not a stripes question"):
+        named_striped(scenes[str(anns[0]["image_id"])], "what colour is the small shape?")
 
 
 def _cells_drawn(obj, background: str, grid: int, size: int = 128) -> set[tuple[int, int]]:

@@ -225,7 +225,7 @@ def test_corner_task_scores_a_corpus_with_corner_scenes_and_names_the_problem_wi
     assert len(records) == 8 and all(" corner?" in r["question"] for r in records)
     assert all(r["error"] is None for r in records) and all(len(r["demo_ids"]) == r["shots"] for r in records)
     capsys.readouterr()
-    tool = runpy.run_path(str(ROOT / "tools" / "corner_answers.py"), run_name="corner_answers")
+    tool = runpy.run_path(str(ROOT / "tools" / "answer_kinds.py"), run_name="answer_kinds")
     assert tool["main"]([str(tmp_path / "out"), "--shots", "0"]) == 0  # the scenes of the checkpoint's data.root
     cells = capsys.readouterr().out.splitlines()[-1].strip("| ").split(" | ")
     zero = [r for r in records if r["shots"] == 0]
@@ -248,6 +248,15 @@ def test_stripes_task_scores_a_corpus_with_striped_scenes_and_names_the_problem_
     assert len(records) == 8 and all(r["error"] is None for r in records)
     assert all(r["question"].split()[:2] in (["what", "colour"], ["which", "colour"]) for r in records)
     capsys.readouterr()
+    tool = runpy.run_path(str(ROOT / "tools" / "answer_kinds.py"), run_name="answer_kinds")
+    assert tool["main"]([str(tmp_path / "out"), "--task", "synth_stripes", "--shots", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| run | queries | named shape | another striped shape |")
+    cells = lines[-1].strip("| ").split(" | ")
+    one = [r for r in records if r["shots"] == 1]
+    right = sum(r["prediction"] == Counter(r["answers"]).most_common(1)[0][0] for r in one)
+    assert cells[:2] == ["out", str(len(one))] and float(cells[2]) == 100 * right / len(one)
+    assert sum(map(float, cells[2:])) == pytest.approx(100, abs=0.3)
     assert main(["eval", str(run), "--tasks", "synth_stripes", "--data-root", str(synth_root), "--limit", "4",
                  "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err

@@ -1,21 +1,25 @@
-"""Which shape of a corner scene a synth_corner answer names.
+"""Which shape of the scene a wrong answer names, for the tasks whose failures tell mechanisms apart.
 
-Each quarter of a corner scene holds two small shapes of different colours: one in the corner cell of a
-4 x 4 grid, one in the cell beside it towards the center (`scene.py`). A model that finds the named
-quarter but cannot tell its cells apart (the mechanism's prediction for 2 x 2 image tokens) answers the
-corner's colour and its neighbour's about equally often; one that reads the cell answers the corner's.
-VQA accuracy counts only the first; `answer_kind` tells the failures apart, and `answer_shares` gives the
-share of each kind over a run's predictions, the figures docs/ablations/README.md quotes.
+- synth_corner: each quarter of a corner scene holds two small shapes of different colours, one in the
+  corner cell of a 4 x 4 grid, one in the cell beside it towards the center (`scene.py`). A model that finds
+  the named quarter but cannot tell its cells apart (the mechanism's prediction for 2 x 2 image tokens)
+  answers the corner's colour and its neighbour's about equally often; one that reads the cell answers the
+  corner's.
+- synth_stripes: the question names a striped shape by its form. A model that cannot see it (at 32 px its
+  stripes average to the gray background) answers as if it were not there: a solid shape's colour, or one
+  that no shape of the scene has; one that sees it answers its colour.
+
+VQA accuracy counts only the right answer; `answer_kind` tells the failures apart, and `answer_shares` gives
+the share of each kind over a run's predictions, the figures docs/ablations/README.md quotes
+(tools/answer_kinds.py prints them).
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from typing import Callable, Iterable
 
 from mm1.data.synth import grammar as g
 from mm1.data.synth.scene import Scene
-
-KINDS = ("corner", "neighbour", "other quarter", "not in the scene", "not a colour")
 
 
 def named_quarter(question: str) -> str:
@@ -26,11 +30,7 @@ def named_quarter(question: str) -> str:
     raise ValueError(f"not a corner question (names none of {', '.join(g.CORNER_SLOTS)}): {question!r}")
 
 
-def answer_kind(scene: Scene, question: str, prediction: str) -> str:
-    """One of KINDS: the colour the prediction names (its first colour word), looked up in the scene."""
-    colour = next((w for w in prediction.lower().split() if w in g.COLOURS), None)
-    if colour is None:
-        return "not a colour"
+def _corner_kind(scene: Scene, question: str, colour: str) -> str:
     quarter = named_quarter(question)
     by_slot = {o.position: o.colour for o in scene.objects}
     if colour == by_slot.get(g.corner_slot(quarter)):
@@ -40,11 +40,50 @@ def answer_kind(scene: Scene, question: str, prediction: str) -> str:
     return "other quarter" if colour in by_slot.values() else "not in the scene"
 
 
-def answer_shares(predictions: Iterable[dict], scenes: dict[str, Scene]) -> dict[str, float]:
-    """Share (0-1) of each of KINDS over synth_corner predictions (rows of predictions.jsonl: "image_id",
+def named_striped(scene: Scene, question: str):
+    """The striped shape a stripes question names by its form (the scene's only shape of that form)."""
+    words = set(question.lower().rstrip("?").split())
+    named = [o for o in scene.objects if o.striped and o.shape in words]
+    if len(named) != 1:
+        raise ValueError(f"not a stripes question about this scene (names {len(named)} striped shapes): {question!r}")
+    return named[0]
+
+
+def _stripes_kind(scene: Scene, question: str, colour: str) -> str:
+    if colour == named_striped(scene, question).colour:
+        return "named shape"
+    if any(o.striped and o.colour == colour for o in scene.objects):
+        return "another striped shape"
+    return "a solid shape" if any(o.colour == colour for o in scene.objects) else "not in the scene"
+
+
+# task -> (its kinds, the first the right answer's, the last "not a colour"; the kind of a colour answer)
+TASKS: dict[str, tuple[tuple[str, ...], Callable[[Scene, str, str], str]]] = {
+    "synth_corner": (("corner", "neighbour", "other quarter", "not in the scene", "not a colour"), _corner_kind),
+    "synth_stripes": (("named shape", "another striped shape", "a solid shape", "not in the scene", "not a colour"),
+                      _stripes_kind),
+}
+
+
+def kinds(task: str) -> tuple[str, ...]:
+    if task not in TASKS:
+        raise ValueError(f"no answer kinds for task {task!r}; one of {', '.join(TASKS)}")
+    return TASKS[task][0]
+
+
+def answer_kind(task: str, scene: Scene, question: str, prediction: str) -> str:
+    """One of kinds(task): the colour the prediction names (its first colour word), looked up in the scene."""
+    kinds(task)
+    colour = next((w for w in prediction.lower().split() if w in g.COLOURS), None)
+    return "not a colour" if colour is None else TASKS[task][1](scene, question, colour)
+
+
+def answer_shares(task: str, predictions: Iterable[dict], scenes: dict[str, Scene]) -> dict[str, float]:
+    """Share (0-1) of each of kinds(task) over the task's predictions (rows of predictions.jsonl: "image_id",
     "question", "prediction"), with "n", the number of rows."""
-    counts = Counter(answer_kind(scenes[str(p["image_id"])], p["question"], p["prediction"]) for p in predictions)
+    counts = Counter(answer_kind(task, scenes[str(p["image_id"])], p["question"], p["prediction"])
+                     for p in predictions)
     n = sum(counts.values())
     if n == 0:
-        raise ValueError("no synth_corner predictions to count")
-    return {**{k: counts[k] / n for k in KINDS}, "n": n}
+        raise ValueError(f"no {task} predictions to count")
+    return {**{k: counts[k] / n for k in kinds(task)}, "n": n}
