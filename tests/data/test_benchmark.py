@@ -264,7 +264,8 @@ def test_stripes_questions_ask_the_colour_of_a_striped_shape(striped_corpus, cor
 def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(corner_corpus):
     """tools/answer_kinds.py's kinds on every corner question of a real corpus: the annotated answer is the
     corner, the other colour of its quarter the neighbour, other quarters' colours, absent colours and
-    non-colours each their own kind; the shares over a run's rows add up to 1."""
+    non-colours each their own kind, a dialect's word too unless read as the colour it renames; the shares
+    over a run's rows add up to 1."""
     scenes = {k: scene_from_dict(d) for k, d in _load(corner_corpus, "eval/scenes/val.json").items()}
     anns = _load(corner_corpus, "eval/corner/val_annotations.json")["annotations"]
     questions = {q["question_id"]: q["question"]
@@ -277,6 +278,9 @@ def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(c
         assert answer_kind("synth_corner", scene, question, ann["multiple_choice_answer"]) == "corner"
         assert answer_kind("synth_corner", scene, question, by_slot[g.inner_slot(quarter)] + " colour") == "neighbour"
         assert answer_kind("synth_corner", scene, question, "yes") == "not a colour"
+        renamed = g.DIALECTS[ann["question_id"] % len(g.DIALECTS)][ann["multiple_choice_answer"]]
+        assert answer_kind("synth_corner", scene, question, renamed) == "in a dialect"
+        assert answer_kind("synth_corner", scene, question, renamed, dialects=True) == "corner"
         for colour in g.COLOURS:
             kind = answer_kind("synth_corner", scene, question, colour)
             seen[kind] += 1
@@ -297,8 +301,8 @@ def test_corner_answer_kinds_tell_the_named_cell_from_its_quarter_and_the_rest(c
 
 def test_stripes_answer_kinds_tell_the_named_shape_from_the_rest_of_the_scene(striped_corpus):
     """tools/answer_kinds.py's kinds on every stripes question of a real corpus: the annotated answer is the
-    named shape, the colour of another striped shape, of a solid (small) shape, a colour absent from the scene
-    and a non-colour each their own kind; the shares add up to 1."""
+    named shape, the colour of another striped shape, of a solid (small) shape, a colour absent from the scene,
+    a dialect's word (unless read as its colour) and a non-colour each their own kind; the shares add up to 1."""
     scenes = {k: scene_from_dict(d) for k, d in _load(striped_corpus, "eval/scenes/val.json").items()}
     anns = _load(striped_corpus, "eval/stripes/val_annotations.json")["annotations"]
     questions = {q["question_id"]: q["question"]
@@ -310,6 +314,9 @@ def test_stripes_answer_kinds_tell_the_named_shape_from_the_rest_of_the_scene(st
         assert named.colour == ann["multiple_choice_answer"] and named.shape in question
         assert answer_kind("synth_stripes", scene, question, "the " + named.colour + " one") == "named shape"
         assert answer_kind("synth_stripes", scene, question, "gray") == "not a colour"
+        renamed = g.DIALECTS[ann["question_id"] % len(g.DIALECTS)][named.colour]
+        assert answer_kind("synth_stripes", scene, question, renamed) == "in a dialect"
+        assert answer_kind("synth_stripes", scene, question, renamed, dialects=True) == "named shape"
         for colour in g.COLOURS:
             kind = answer_kind("synth_stripes", scene, question, colour)
             seen[kind] += 1
@@ -319,7 +326,7 @@ def test_stripes_answer_kinds_tell_the_named_shape_from_the_rest_of_the_scene(st
             elif colour != named.colour:
                 assert kind == ("another striped shape" if any(o.striped for o in holders) else "a solid shape")
         rows.append({"image_id": ann["image_id"], "question": question, "prediction": "gray"})
-    assert all(seen[k] > 0 for k in kinds("synth_stripes")[:-1])
+    assert all(seen[k] > 0 for k in kinds("synth_stripes")[:-2])
     shares = answer_shares("synth_stripes", rows, scenes)
     assert shares["n"] == len(rows) and shares["not a colour"] == 1
     with pytest.raises(ValueError, match="not a stripes question"):

@@ -9,9 +9,12 @@
   stripes average to the gray background) answers as if it were not there: a solid shape's colour, or one
   that no shape of the scene has; one that sees it answers its colour.
 
-VQA accuracy counts only the right answer; `answer_kind` tells the failures apart, and `answer_shares` gives
-the share of each kind over a run's predictions, the figures docs/ablations/README.md quotes
-(tools/answer_kinds.py prints them).
+For both, an answer in a dialect's words (the renamed colours of the in-context mechanism, grammar.py) is
+wrong for VQA accuracy, which wants plain words at 0 shots; its kind is "in a dialect", or, with
+`dialects=True`, the kind of the plain colour it renames (does the model see the shape, whatever words it
+answers in?). VQA accuracy counts only the right answer; `answer_kind` tells the failures apart, and
+`answer_shares` gives the share of each kind over a run's predictions, the figures docs/ablations/README.md
+quotes (tools/answer_kinds.py prints them).
 """
 from __future__ import annotations
 
@@ -57,31 +60,39 @@ def _stripes_kind(scene: Scene, question: str, colour: str) -> str:
     return "a solid shape" if any(o.colour == colour for o in scene.objects) else "not in the scene"
 
 
-# task -> (its kinds, the first the right answer's, the last "not a colour"; the kind of a colour answer)
+# task -> (the kinds of a colour answer, the first the right answer's; that kind of a colour); every task's
+# kinds end with OTHER
 TASKS: dict[str, tuple[tuple[str, ...], Callable[[Scene, str, str], str]]] = {
-    "synth_corner": (("corner", "neighbour", "other quarter", "not in the scene", "not a colour"), _corner_kind),
-    "synth_stripes": (("named shape", "another striped shape", "a solid shape", "not in the scene", "not a colour"),
-                      _stripes_kind),
+    "synth_corner": (("corner", "neighbour", "other quarter", "not in the scene"), _corner_kind),
+    "synth_stripes": (("named shape", "another striped shape", "a solid shape", "not in the scene"), _stripes_kind),
 }
+OTHER = ("in a dialect", "not a colour")
+DIALECT_COLOURS = {word: plain for d in g.DIALECTS for plain, word in d.items() if plain in g.COLOURS}
 
 
 def kinds(task: str) -> tuple[str, ...]:
     if task not in TASKS:
         raise ValueError(f"no answer kinds for task {task!r}; one of {', '.join(TASKS)}")
-    return TASKS[task][0]
+    return TASKS[task][0] + OTHER
 
 
-def answer_kind(task: str, scene: Scene, question: str, prediction: str) -> str:
-    """One of kinds(task): the colour the prediction names (its first colour word), looked up in the scene."""
+def answer_kind(task: str, scene: Scene, question: str, prediction: str, dialects: bool = False) -> str:
+    """One of kinds(task): the colour the prediction names (its first colour word, or with `dialects` also a
+    dialect's colour word, read as the colour it renames), looked up in the scene."""
     kinds(task)
-    colour = next((w for w in prediction.lower().split() if w in g.COLOURS), None)
-    return "not a colour" if colour is None else TASKS[task][1](scene, question, colour)
+    words = prediction.lower().split()
+    colour = next((w if w in g.COLOURS else DIALECT_COLOURS[w] for w in words
+                   if w in g.COLOURS or (dialects and w in DIALECT_COLOURS)), None)
+    if colour is not None:
+        return TASKS[task][1](scene, question, colour)
+    return "in a dialect" if any(w in DIALECT_COLOURS for w in words) else "not a colour"
 
 
-def answer_shares(task: str, predictions: Iterable[dict], scenes: dict[str, Scene]) -> dict[str, float]:
+def answer_shares(task: str, predictions: Iterable[dict], scenes: dict[str, Scene],
+                  dialects: bool = False) -> dict[str, float]:
     """Share (0-1) of each of kinds(task) over the task's predictions (rows of predictions.jsonl: "image_id",
     "question", "prediction"), with "n", the number of rows."""
-    counts = Counter(answer_kind(task, scenes[str(p["image_id"])], p["question"], p["prediction"])
+    counts = Counter(answer_kind(task, scenes[str(p["image_id"])], p["question"], p["prediction"], dialects)
                      for p in predictions)
     n = sum(counts.values())
     if n == 0:
