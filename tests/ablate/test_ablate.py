@@ -92,6 +92,19 @@ def test_every_shipped_grid_expands_and_every_run_config_loads(path, preset):
         assert grid.base == str(TINY)
 
 
+def test_the_4shot_preset_trains_the_same_runs_as_frozen_stripes_and_judges_them_at_4_shots():
+    """frozen-stripes-4shot re-scores frozen-stripes' models (`--reuse` copies them, nothing retrains): the same
+    resolved config for every run and seed, the same findings, and every finding at 4 shots, which it scores."""
+    same_seeds = ["seeds=[3,4,5]"]
+    plain, four = (load_grid("connectors", p, same_seeds) for p in ("frozen-stripes", "frozen-stripes-4shot"))
+    pairs = list(zip(expand(plain), expand(four), strict=True))
+    assert [a.name for a, _ in pairs] == [b.name for _, b in pairs] and len(pairs) == 36
+    for a, b in zip(check_runs([a for a, _ in pairs]), check_runs([b for _, b in pairs])):
+        assert a == b
+    assert [f.name for f in plain.findings] == [f.name for f in four.findings]
+    assert {f.shots for f in four.findings} == {4} and 4 in four.eval.shots and four.eval.tasks == plain.eval.tasks
+
+
 def test_shipped_grids_cover_the_paper():
     assert {"connectors", "resolution", "tokens", "encoder", "data_mixture", "moe", "lr"} <= {p.stem for p in GRIDS}
     runs = expand(load_grid("connectors"))
