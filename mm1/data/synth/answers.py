@@ -22,7 +22,7 @@ from collections import Counter
 from typing import Callable, Iterable
 
 from mm1.data.synth import grammar as g
-from mm1.data.synth.scene import Scene
+from mm1.data.synth.scene import Obj, Scene
 
 
 def named_quarter(question: str) -> str:
@@ -43,7 +43,7 @@ def _corner_kind(scene: Scene, question: str, colour: str) -> str:
     return "other quarter" if colour in by_slot.values() else "not in the scene"
 
 
-def named_striped(scene: Scene, question: str):
+def named_striped(scene: Scene, question: str) -> Obj:
     """The striped shape a stripes question names by its form (the scene's only shape of that form)."""
     words = set(question.lower().rstrip("?").split())
     named = [o for o in scene.objects if o.striped and o.shape in words]
@@ -60,8 +60,8 @@ def _stripes_kind(scene: Scene, question: str, colour: str) -> str:
     return "a solid shape" if any(o.colour == colour for o in scene.objects) else "not in the scene"
 
 
-# task -> (the kinds of a colour answer, the first the right answer's; that kind of a colour); every task's
-# kinds end with OTHER
+# task -> (the kinds a colour answer can be, the right answer's first; the function that tells which one a
+# colour is). An answer without a plain colour word is one of OTHER, which ends every task's kinds.
 TASKS: dict[str, tuple[tuple[str, ...], Callable[[Scene, str, str], str]]] = {
     "synth_corner": (("corner", "neighbour", "other quarter", "not in the scene"), _corner_kind),
     "synth_stripes": (("named shape", "another striped shape", "a solid shape", "not in the scene"), _stripes_kind),
