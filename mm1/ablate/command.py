@@ -3,6 +3,7 @@
     mm1 ablate --grid connectors --preset tiny --dry-run       # every run, its overrides, its cost
     mm1 ablate --grid connectors --preset tiny --jobs 2        # -> runs/ablate/connectors-tiny/
     mm1 ablate --report runs/ablate/connectors-tiny            # rebuild results.csv, summary.md, PNGs
+    mm1 ablate --share runs/ablate/connectors-tiny --to DIR    # its records without the models, to send
     mm1 ablate --grid data_mixture --preset tiny "seeds=[3,4,5]" --out DIR   # the same grid, other seeds
     mm1 ablate --grid resolution --preset tiny --reuse runs/ablate/tokens-tiny   # copy the runs both grids share
     mm1 ablate --grid connectors --launcher torchrun --gpus-per-run 4    # 2 runs at a time on 8 GPUs
@@ -97,7 +98,20 @@ def _grid(args) -> int:
     return 0
 
 
+def _share(args) -> int:
+    from mm1.ablate.share import share_records
+
+    if not args.to:
+        raise SweepError("--share needs --to OUT, a new folder for the copy")
+    runs = share_records(Path(args.share), Path(args.to))
+    print(f"mm1 ablate: copied the records of {runs} runs of {args.share} to {args.to}, without their models; "
+          f"--report {args.to} rebuilds the tables, --reuse {args.to} takes its finished runs into another sweep")
+    return 0
+
+
 def cmd_ablate(args) -> int:
+    if args.share:
+        return _share(args)
     return _report(Path(args.report)) if args.report else _grid(args)
 
 
@@ -111,10 +125,14 @@ def register(sub) -> None:
     what.add_argument("--grid", help="grid name in ablations/ (connectors, resolution, tokens, encoder, "
                                      "data_mixture, moe, lr) or a path to a grid YAML")
     what.add_argument("--report", metavar="DIR", help="rebuild tables and plots of a sweep folder; no training")
+    what.add_argument("--share", metavar="DIR",
+                      help="copy a sweep folder's records without its models (checkpoint/, checkpoints/) to --to: "
+                           "what --report reads, and what --reuse takes with its evaluation")
     p.add_argument("changes", nargs="*", metavar="KEY=VALUE",
                    help="change a top-level key of the grid after its preset, e.g. seeds=[3,4,5] or steps=500")
     p.add_argument("--preset", help="a preset of the grid, e.g. tiny (CPU scale on the embedded data)")
     p.add_argument("--out", help="sweep folder (default: runs/ablate/<grid>[-<preset>])")
+    p.add_argument("--to", metavar="OUT", help="--share: the new folder to copy into")
     p.add_argument("--jobs", type=int, default=None,
                    help="local and torchrun: runs at once (default: local 1; torchrun GPUs / --gpus-per-run, or 1 "
                         "without GPUs); CPU threads are split between them")

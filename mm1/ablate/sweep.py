@@ -30,6 +30,7 @@ from mm1.ablate.grid import RunSpec
 from mm1.ablate.spec import GridSpec
 from mm1.config import Config, ConfigError, dump_yaml, to_dict
 from mm1.config.tree import build
+from mm1.layout import ModelDir, RunDir
 
 PLAN = "plan.json"
 
@@ -139,12 +140,20 @@ def _trained_runs(sources: list[Path]) -> list[tuple[Path, tuple]]:
     return found
 
 
+def has_model(folder: Path) -> bool:
+    """Whether a run folder holds its final model (a sweep shared without weights keeps only its records)."""
+    final = ModelDir(RunDir(folder).final)
+    return final.weights.is_file() or final.sharded
+
+
 def find_trained_run(trained: list[tuple[Path, tuple]], folder: Path) -> tuple[Optional[Path], bool]:
     """(a run of `trained` with the same config as `folder`, whether its evaluation can be copied too: the
-    same eval settings, finished); a fully reusable run is preferred."""
+    same eval settings, finished); a fully reusable run is preferred. A run without its model is reusable only
+    with its evaluation (nothing could evaluate it here)."""
     want = _run_identity(folder)
     found = [(other, have[1] == want[1] and (other / EVAL_DONE).is_file()) for other, have in trained
              if have[0] == want[0] and other.resolve() != folder.resolve()]
+    found = [(other, with_eval) for other, with_eval in found if with_eval or has_model(other)]
     found.sort(key=lambda f: not f[1])
     return found[0] if found else (None, False)
 

@@ -227,6 +227,41 @@ def test_a_run_trained_by_another_sweep_is_copied_not_trained_again(tmp_path, sy
     assert f"`same_s0` was trained in {base}" in summary
 
 
+@pytest.mark.slow
+def test_a_shared_sweep_without_models_reports_and_is_reused_only_with_its_evaluation(tmp_path, synth_root, capsys):
+    """--share copies what the tables need, not the models; --reuse of that copy gathers its runs into another
+    sweep of the same runs and eval settings (seeds trained elsewhere), and never evaluates a run it has no
+    model for: another eval setting trains that run here."""
+    scored = {"tasks": "synth_vqa", "shots": [0], "limit": 2, "batch_size": 2}
+    grid = write_grid(tmp_path / "a.yaml", synth_root, eval=scored, variants=[{"labels": {"variant": "base"}, "set": {}}])
+    sweep, shared = tmp_path / "a", tmp_path / "shared"
+    assert main(["ablate", "--grid", str(grid), "--out", str(sweep)]) == 0
+    capsys.readouterr()
+    assert main(["ablate", "--share", str(sweep), "--to", str(shared)]) == 0
+    assert "copied the records of 1 runs" in capsys.readouterr().out
+    run = shared / "runs" / "base_s0"
+    assert not (run / "checkpoint").exists() and not (run / "checkpoints").exists() and not (run / "job.json").exists()
+    assert (sweep / "runs" / "base_s0" / "checkpoint" / "model.safetensors").is_file()  # the source keeps its model
+    for name in ("recipe.yaml", "metrics.jsonl", "eval/predictions.jsonl", "eval/results.json", "eval.done"):
+        assert (run / name).read_bytes() == (sweep / "runs" / "base_s0" / name).read_bytes()
+    assert main(["ablate", "--report", str(shared)]) == 0
+    assert (shared / "results.csv").read_text() == (sweep / "results.csv").read_text()
+
+    assert main(["ablate", "--share", str(sweep), "--to", str(shared)]) == 2  # never into a folder with files
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main(["ablate", "--share", str(sweep)]) == 2 and "--share needs --to" in capsys.readouterr().err
+
+    assert main(["ablate", "--grid", str(grid), "--out", str(tmp_path / "gathered"), "--reuse", str(shared)]) == 0
+    assert "reused base_s0: the same run, trained and evaluated" in capsys.readouterr().out
+    assert (tmp_path / "gathered" / "results.csv").read_text() == (sweep / "results.csv").read_text()
+    other = write_grid(tmp_path / "b.yaml", synth_root, eval={**scored, "shots": [0, 1]},
+                       variants=[{"labels": {"variant": "base"}, "set": {}}])
+    assert main(["ablate", "--grid", str(other), "--out", str(tmp_path / "b"), "--reuse", str(shared)]) == 0
+    assert "reused" not in capsys.readouterr().out  # no model to evaluate with other settings: trained here
+    assert not (tmp_path / "b" / "runs" / "base_s0" / "reused.json").exists()
+    assert (tmp_path / "b" / "runs" / "base_s0" / "checkpoint" / "model.safetensors").is_file()
+
+
 def test_a_run_folder_written_before_a_config_key_existed_still_holds_the_same_run(tmp_path):
     """A key added to the schema later (data.synth.gallery_docs) takes its default, which keeps the old
     behaviour: a sweep folder whose recipe.yaml lacks it resumes, and --reuse finds its runs; another value of
