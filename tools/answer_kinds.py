@@ -1,4 +1,5 @@
-"""What a run's wrong answers point at, for synth_corner and synth_stripes (mm1/data/synth/answers.py).
+"""What a run's wrong answers point at, for synth_corner, synth_detail and synth_stripes
+(mm1/data/synth/answers.py).
 
     python tools/answer_kinds.py RUN_OR_EVAL_DIR... [--task synth_corner] [--shots 0] [--dialects]
                                  [--data-root DIR]

@@ -333,6 +333,33 @@ def test_stripes_answer_kinds_tell_the_named_shape_from_the_rest_of_the_scene(st
         named_striped(scenes[str(anns[0]["image_id"])], "what colour is the small shape?")
 
 
+def test_detail_answer_kinds_tell_the_small_shape_from_the_large_ones(corpus):
+    """tools/answer_kinds.py's kinds on every detail question of a real corpus: the small shape's colour (the
+    annotated answer), a large shape's, a colour absent from the scene, a dialect's word and a word of the
+    question ("large", not a colour) are each their own kind."""
+    scenes = {k: scene_from_dict(d) for k, d in _load(corpus, "eval/scenes/val.json").items()}
+    anns = _load(corpus, "eval/detail/val_annotations.json")["annotations"]
+    questions = {q["question_id"]: q["question"] for q in _load(corpus, "eval/detail/val_questions.json")["questions"]}
+    rows, seen = [], Counter()
+    for ann in anns:
+        scene, question = scenes[str(ann["image_id"])], questions[ann["question_id"]]
+        assert answer_kind("synth_detail", scene, question, ann["multiple_choice_answer"]) == "small shape"
+        assert answer_kind("synth_detail", scene, question, "large") == "not a colour"
+        renamed = g.DIALECTS[ann["question_id"] % len(g.DIALECTS)][ann["multiple_choice_answer"]]
+        assert answer_kind("synth_detail", scene, question, renamed) == "in a dialect"
+        assert answer_kind("synth_detail", scene, question, renamed, dialects=True) == "small shape"
+        for colour in set(g.COLOURS) - {ann["multiple_choice_answer"]}:
+            kind = answer_kind("synth_detail", scene, question, colour)
+            seen[kind] += 1
+            assert kind == ("a large shape" if any(o.colour == colour for o in scene.objects) else "not in the scene")
+        rows.append({"image_id": ann["image_id"], "question": question, "prediction": ann["multiple_choice_answer"]})
+    assert seen["a large shape"] > 0 and seen["not in the scene"] > 0
+    assert answer_shares("synth_detail", rows, scenes)["small shape"] == 1
+    two_small = next(s for s in scenes.values() if sum(o.size == "small" for o in s.objects) == 2)
+    with pytest.raises(ValueError, match="not a detail scene"):
+        answer_kind("synth_detail", two_small, "what colour is the small one?", "red")
+
+
 def _cells_drawn(obj, background: str, grid: int, size: int = 128) -> set[tuple[int, int]]:
     """The cells of a grid x grid division of the image that the object's pixels fall in."""
     pixels = np.asarray(render(Scene((obj,), background), size))

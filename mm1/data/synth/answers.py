@@ -5,11 +5,14 @@
   the named quarter but cannot tell its cells apart (the mechanism's prediction for 2 x 2 image tokens)
   answers the corner's colour and its neighbour's about equally often; one that reads the cell answers the
   corner's.
+- synth_detail: the question asks the colour of the scene's one small shape. A model that cannot see it
+  (at 32 px the background swamps it) answers a large shape's colour, or one no shape has; a model that has
+  not learnt the answer's form answers a word of the question ("large", "small": not a colour).
 - synth_stripes: the question names a striped shape by its form. A model that cannot see it (at 32 px its
   stripes average to the gray background) answers as if it were not there: a solid shape's colour, or one
   that no shape of the scene has; one that sees it answers its colour.
 
-For both, an answer in a dialect's words (the renamed colours of the in-context mechanism, grammar.py) is
+For each, an answer in a dialect's words (the renamed colours of the in-context mechanism, grammar.py) is
 wrong for VQA accuracy, which wants plain words at 0 shots; its kind is "in a dialect", or, with
 `dialects=True`, the kind of the plain colour it renames (does the model see the shape, whatever words it
 answers in?). VQA accuracy counts only the right answer; `answer_kind` tells the failures apart, and
@@ -60,10 +63,20 @@ def _stripes_kind(scene: Scene, question: str, colour: str) -> str:
     return "a solid shape" if any(o.colour == colour for o in scene.objects) else "not in the scene"
 
 
+def _detail_kind(scene: Scene, question: str, colour: str) -> str:
+    small = [o for o in scene.objects if o.size == "small"]
+    if len(small) != 1:
+        raise ValueError(f"not a detail scene (it has {len(small)} small shapes, the task asks about one)")
+    if colour == small[0].colour:
+        return "small shape"
+    return "a large shape" if any(o.colour == colour for o in scene.objects) else "not in the scene"
+
+
 # task -> (the kinds a colour answer can be, the right answer's first; the function that tells which one a
 # colour is). An answer without a plain colour word is one of OTHER, which ends every task's kinds.
 TASKS: dict[str, tuple[tuple[str, ...], Callable[[Scene, str, str], str]]] = {
     "synth_corner": (("corner", "neighbour", "other quarter", "not in the scene"), _corner_kind),
+    "synth_detail": (("small shape", "a large shape", "not in the scene"), _detail_kind),
     "synth_stripes": (("named shape", "another striped shape", "a solid shape", "not in the scene"), _stripes_kind),
 }
 OTHER = ("in a dialect", "not a colour")
