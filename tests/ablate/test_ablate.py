@@ -277,6 +277,8 @@ def test_a_run_folder_written_before_a_config_key_existed_still_holds_the_same_r
     assert recipe["data"]["synth"].pop("gallery_docs") == 0.0
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # as written before the key
     (folder / "train.done").write_text("")
+    (folder / "checkpoint").mkdir()
+    (folder / "checkpoint" / "model.safetensors").write_bytes(b"")  # a trained run holds its model (--reuse looks)
     assert prepare_folder(tmp_path / "old", runs[0], cfg, grid) == folder  # resumes: the same run
     other = prepare_folder(tmp_path / "new", runs[0], cfg, grid)
     assert find_trained_run(_trained_runs([tmp_path / "old"]), other)[0] == folder
