@@ -109,7 +109,24 @@ def _share(args) -> int:
     return 0
 
 
+GRID_ONLY = ("changes", "preset", "out", "jobs", "reuse", "dry_run", "status", "no_wait", "no_request_gpus",
+             "sbatch", *LAUNCH_FLAGS)
+
+
+def check_flags(args) -> None:
+    """A flag the chosen mode would ignore is a mistake: name it before anything runs."""
+    if args.grid is None:
+        mode = "--share" if args.share else "--report"
+        ignored = [("KEY=VALUE" if key == "changes" else "--" + key.replace("_", "-"))
+                   for key in GRID_ONLY if getattr(args, key) not in (None, False, [])]
+        if ignored:
+            raise SweepError(f"{', '.join(ignored)}: only with --grid, not with {mode}")
+    if args.to and not args.share:
+        raise SweepError(f"--to {args.to}: only with --share DIR, the sweep folder to copy")
+
+
 def cmd_ablate(args) -> int:
+    check_flags(args)
     if args.share:
         return _share(args)
     return _report(Path(args.report)) if args.report else _grid(args)

@@ -129,6 +129,18 @@ def test_invalid_override_key_is_named_before_anything_runs(tmp_path, capsys):
     assert not out.exists()  # nothing ran, no folder written
 
 
+def test_a_flag_the_chosen_mode_would_ignore_is_refused_before_anything_runs(tmp_path, capsys):
+    sweep, copy = tmp_path / "sweep", tmp_path / "copy"
+    sweep.mkdir()
+    assert main(["ablate", "--report", str(sweep), "--jobs", "2", "--preset", "tiny"]) == 2
+    assert "--preset, --jobs: only with --grid, not with --report" in capsys.readouterr().err
+    assert main(["ablate", "--share", str(sweep), "--to", str(copy), "seeds=[3]"]) == 2
+    assert "KEY=VALUE: only with --grid, not with --share" in capsys.readouterr().err
+    assert main(["ablate", "--grid", "connectors", "--preset", "tiny", "--to", str(copy), "--dry-run"]) == 2
+    assert f"--to {copy}: only with --share" in capsys.readouterr().err
+    assert not copy.exists() and not any(sweep.iterdir())  # nothing written
+
+
 def test_a_bad_value_in_the_last_run_stops_the_sweep_before_the_first(tmp_path, capsys):
     path = write_grid(tmp_path / "g.yaml", axes={"tokens": {"key": "model.connector.num_tokens", "values": [4, 15]}})
     out = tmp_path / "out"
