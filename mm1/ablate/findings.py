@@ -17,6 +17,9 @@ alone gives levels a spread above 0, so the spread of noisy runs is biased upwar
 
 A finding with a planned run that has no results (failed, unfinished), or whose runs form no pair, is
 `not run`; `missing` names the runs.
+
+With several seeds, each finding is also judged on each seed's runs alone (`per_seed`), exactly as a sweep of
+that one seed would judge it: the same bootstrap draws over the queries, no seed to resample.
 """
 from __future__ import annotations
 
@@ -45,20 +48,26 @@ class FindingResult:
     versus: list[dict] = field(default_factory=list)  # spread: {name, difference, low, high} per smaller_than
     note: str = ""
     draws: np.ndarray | None = None  # bootstrap draws, in the expected direction for an effect
+    per_seed: dict[int, FindingResult] = field(default_factory=dict)  # seed -> the finding on its runs alone
+
+    def measured(self) -> dict:
+        e = self.estimate
+        numbers = {"effect": e.value, "low": e.low, "high": e.high, "pairs": e.units, "seeds": e.seeds,
+                   "queries": e.queries} if e else {"effect": None, "low": None, "high": None, "pairs": 0,
+                                                    "seeds": 0, "queries": {}}
+        return {**numbers, "verdict": self.verdict, "versus": self.versus, "missing": self.missing,
+                "note": self.note}
 
     def record(self) -> dict:
         """The findings.json entry: levels as run labels (text), shot counts as numbers."""
-        s, e = self.spec, self.estimate
+        s = self.spec
         level = int if s["axis"] == SHOTS_AXIS else str
-        measured = {"effect": e.value, "low": e.low, "high": e.high, "pairs": e.units, "seeds": e.seeds,
-                    "queries": e.queries} if e else {"effect": None, "low": None, "high": None, "pairs": 0,
-                                                     "seeds": 0, "queries": {}}
         return {"name": s["name"], "paper": s["paper"], "kind": s["kind"], "axis": s["axis"],
                 "from": None if s["from_"] is None else level(s["from_"]),
                 "to": None if s["to"] is None else level(s["to"]), "task": s["task"], "shots": self.shots,
                 "expect": s["expect"], "smaller_than": s["smaller_than"],
-                "where": {c: [str(v) for v in vs] for c, vs in s["where"].items()}, **measured,
-                "verdict": self.verdict, "versus": self.versus, "missing": self.missing, "note": self.note}
+                "where": {c: [str(v) for v in vs] for c, vs in s["where"].items()}, **self.measured(),
+                "per_seed": [{"seed": seed, **r.measured()} for seed, r in self.per_seed.items()]}
 
 
 def _planned(plan: dict, spec: dict) -> list[str]:
@@ -163,6 +172,18 @@ def _versus(effect: FindingResult, spread: Estimate, spread_draws: np.ndarray) -
 
 
 def evaluate_findings(plan: dict, scores: Scores) -> list[FindingResult]:
+    """Every finding on all the runs, and with several seeds on each seed's runs alone (`per_seed`)."""
+    results = _judge(plan, scores)
+    seeds = sorted(plan["grid"]["seeds"])
+    for seed in seeds if len(seeds) > 1 else ():
+        runs = [r for r in plan["runs"] if r["seed"] == seed]
+        one = {**plan, "grid": {**plan["grid"], "seeds": [seed]}, "runs": runs}
+        for pooled, alone in zip(results, _judge(one, scores.of_seed(seed))):
+            pooled.per_seed[seed] = alone
+    return results
+
+
+def _judge(plan: dict, scores: Scores) -> list[FindingResult]:
     specs = plan["grid"].get("findings") or []
     done: dict[str, FindingResult] = {}
     for spec in sorted(specs, key=lambda s: s["kind"] == "spread"):  # effects first: spreads use them

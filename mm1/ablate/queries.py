@@ -42,6 +42,13 @@ class Scores:
         """Runs x query ids (the resample's order) of one task and shot count."""
         return self.matrices[(task, shots)]
 
+    def of_seed(self, seed: int) -> Scores:
+        """The runs of one seed, with the bootstrap draws that a sweep of that seed alone makes."""
+        runs = self.runs[self.runs["seed"] == seed]
+        queries = {task: m.shape[1] for (task, _), m in self.matrices.items() if m.shape[1] > 1}
+        return Scores(runs, self.frame[self.frame["run"].isin(runs.index)], self.loss.reindex(runs.index),
+                      self.seeds_only, draw([seed], queries), self.matrices)
+
 
 def _predictions(folder: Path) -> pd.DataFrame | None:
     path = EvalDir(RunDir(folder).eval).predictions

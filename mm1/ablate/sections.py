@@ -14,6 +14,10 @@ FINDINGS_TEXT = (
     "A spread is max minus min over the axis's levels of the level means; it is reproduced when, for every "
     "finding it names, (that effect in its claimed direction) minus the spread has an interval above 0, and "
     "contradicted when one lies below 0. Also in findings.json.")
+PER_SEED_TEXT = (
+    "Each finding on one seed's runs alone, as a sweep of that seed alone reports it (the same draws over the "
+    "queries, no seed to resample): the effect or the spread [95% interval] and its verdict. A pooled verdict "
+    "that some seed does not share rests on the other seeds.")
 EFFECTS_TEXT = (
     "Each level minus the axis's first level, paired over the runs that agree on every other axis and the seed: "
     "mean over the pairs [95% interval]. The interval resamples the pairs' seeds and the queries jointly, the "
@@ -68,6 +72,26 @@ def findings_markdown(plan: dict, results: list[FindingResult]) -> list[str]:
         pairs = r.estimate.units if r.estimate else 0
         lines.append(f"| {r.spec['name']} | {r.spec['paper']} | {_measured(plan, r)} | {_finding_effect(r)} | "
                      f"{pairs} | {_verdict(r)} |")
+    return lines + [""]
+
+
+def _seed_cell(r: FindingResult) -> str:
+    if r.verdict == NOT_RUN:
+        return NOT_RUN
+    if r.spec["kind"] == "effect":
+        return f"{estimate_text(r.estimate)} {r.verdict}"
+    return f"spread {estimate_text(r.estimate, sign=False)} {r.verdict}"
+
+
+def per_seed_markdown(results: list[FindingResult]) -> list[str]:
+    """Findings x seeds, when the findings were also judged seed by seed."""
+    seeds = list(results[0].per_seed) if results else []
+    if not seeds:
+        return []
+    lines = ["## Findings per seed", "", PER_SEED_TEXT, "",
+             "| finding | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    lines += [f"| {r.spec['name']} | " + " | ".join(_seed_cell(r.per_seed[s]) for s in seeds) + " |"
+              for r in results]
     return lines + [""]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from mm1.ablate.effects import AxisEffect
 from mm1.ablate.findings import FindingResult
 from mm1.ablate.results import Cell, columns_of, shot_column, title_of
-from mm1.ablate.sections import effects_markdown, findings_markdown
+from mm1.ablate.sections import effects_markdown, findings_markdown, per_seed_markdown
 from mm1.ablate.stats import BOOTSTRAP_SEED, RESAMPLES
 
 SYNTHETIC = ("Results on the built-in synthetic benchmark check that the pipeline detects effects built into a "
@@ -138,6 +138,7 @@ def summary_markdown(plan: dict, rows: list[dict], cells: list[Cell], effects: l
                      findings: list[FindingResult] = (), seeds_only: list[str] = (), extra: str = "") -> str:
     """`cells` from results.aggregate with effects.add_intervals; `effects` and `findings` as computed."""
     lines = _header(plan, rows, cells, list(seeds_only)) + findings_markdown(plan, list(findings))
+    lines += per_seed_markdown(list(findings))
     lines += ["## Results", "", markdown_table(plan, cells, main_metrics(plan))]
     detail = detail_metrics(cells, plan)
     if detail:

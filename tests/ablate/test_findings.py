@@ -107,6 +107,43 @@ def test_missing_runs_make_a_finding_not_run_and_are_named(tmp_path):
            "0-shot | - | 0 | not run: 1 of 16 runs have no results (`avg_pool_tok4_px32_s0`) |" in summary
 
 
+def test_each_seed_alone_is_judged_as_a_sweep_of_that_seed_would_judge_it(tmp_path):
+    (tmp_path / "pooled").mkdir()
+    pooled = _sweep(tmp_path / "pooled")
+    summary = build_report(pooled).summary
+    found = _by_name(pooled)
+    for seed in (0, 1):
+        grid = load_grid(write_grid(tmp_path / f"g{seed}.yaml", axes=AXES, eval=EVAL, seeds=[seed],
+                                    findings=FINDINGS))
+        alone = tmp_path / f"seed{seed}"
+        alone.mkdir()
+        write_fixture_sweep(alone, grid, expand(grid), score=score, noise=run_noise(15.0), queries=40)
+        build_report(alone)
+        for name, own in _by_name(alone).items():
+            assert own["per_seed"] == []  # one seed: nothing to split
+            (entry,) = [e for e in found[name]["per_seed"] if e["seed"] == seed]
+            assert entry == {"seed": seed, **{k: own[k] for k in entry if k != "seed"}}
+            assert entry["seeds"] == (1 if own["effect"] is not None else 0)
+    assert found["higher resolution helps"]["per_seed"][0]["verdict"] == "reproduced"
+    assert [e["pairs"] for e in found["higher resolution helps"]["per_seed"]] == [4, 4]
+    table = summary[summary.index("## Findings per seed"):summary.index("## Results")]
+    assert "| finding | seed 0 | seed 1 |" in table
+    res = found["higher resolution helps"]["per_seed"][1]
+    assert f"| higher resolution helps | {found['higher resolution helps']['per_seed'][0]['effect']:+.1f} [" in table
+    assert f"[{res['low']:+.1f}, {res['high']:+.1f}] reproduced |" in table
+    assert "| connector matters less than resolution | spread " in table
+
+
+def test_a_seed_without_results_is_not_run_in_its_column(tmp_path):
+    out = _sweep(tmp_path, broken=[f"{c}_tok{t}_px{r}_s1" for c in ("avg_pool", "c_abstractor") for t in (4, 16)
+                                   for r in (32, 64)])
+    summary = build_report(out).summary
+    res = _by_name(out)["higher resolution helps"]
+    assert res["verdict"] == "not run"  # pooled: runs missing
+    assert [(e["seed"], e["verdict"]) for e in res["per_seed"]] == [(0, "reproduced"), (1, "not run")]
+    assert res["per_seed"][1]["missing"] and "reproduced | not run |" in summary
+
+
 def test_summary_starts_with_the_findings_table(tmp_path):
     out = _sweep(tmp_path)
     summary = build_report(out).summary
