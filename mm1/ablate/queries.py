@@ -45,7 +45,7 @@ class Scores:
     def of_seed(self, seed: int) -> Scores:
         """The runs of one seed, with the bootstrap draws that a sweep of that seed alone makes."""
         runs = self.runs[self.runs["seed"] == seed]
-        queries = {task: m.shape[1] for (task, _), m in self.matrices.items() if m.shape[1] > 1}
+        queries = {task: counts.shape[1] for task, counts in self.resample.query_counts.items()}
         return Scores(runs, self.frame[self.frame["run"].isin(runs.index)], self.loss.reindex(runs.index),
                       self.seeds_only, draw([seed], queries), self.matrices)
 
