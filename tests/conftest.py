@@ -17,6 +17,7 @@ import tempfile  # noqa: E402
 os.environ["MM1_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-cache-")
 atexit.register(shutil.rmtree, os.environ["MM1_CACHE"], ignore_errors=True)
 os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="mm1-test-hf-modules-")  # exported remote code loads
+atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], ignore_errors=True)
 
 import socket  # noqa: E402
 import subprocess  # noqa: E402
