@@ -447,7 +447,7 @@ def test_house_styles_use_only_the_corpus_words_and_say_what_the_scene_holds():
         assert said == Counter((o.colour, o.shape) for o in scene.objects)
 
 
-def test_caption_style_task_needs_itsstyle_of(gallery_corpus):
+def test_caption_style_task_needs_its_style(gallery_corpus):
     """synth_caption_style's references are tallies; a tally of the scene scores far above a caption in the
     plain style (the synth_caption references of the same images), which only demonstrations can correct."""
     styled = {im["cocoid"]: [s["raw"] for s in im["sentences"]] for im in
