@@ -35,6 +35,8 @@ def _report(out: Path) -> int:
     print(report.summary, end="")
     if report.lr_fit is not None:
         print(f"mm1 ablate: lr law fit: a = {report.lr_fit.a:.4f}, b = {report.lr_fit.b:.4f}")
+    elif report.lr_fit_error:
+        print(f"mm1 ablate: no lr law fit: {report.lr_fit_error}")
     print("mm1 ablate: wrote " + ", ".join(str(p) for p in report.files))
     return 0
 

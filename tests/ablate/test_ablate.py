@@ -419,6 +419,20 @@ def test_lr_sweep_report_picks_the_best_lr_per_size_and_prints_a_and_b(tmp_path,
     assert (tmp_path / "lr_law.png").stat().st_size > 10_000
 
 
+def test_an_lr_sweep_with_one_size_says_why_there_is_no_fit(tmp_path, capsys):
+    """A partial lr sweep (one size finished) gets its tables, and the summary and the terminal say why no law."""
+    grid = load_grid("lr", "tiny")
+    grid.axes["size"].levels = {"S": {"model.decoder.hidden_size": 64}}
+    grid.axes["lr"].values = [1e-3, 3e-3]
+    grid.eval = None
+    write_fixture_sweep(tmp_path, grid, expand(grid), lr=lambda labels: float(labels["lr"]))
+    assert main(["ablate", "--report", str(tmp_path)]) == 0
+    why = "the lr law needs best learning rates at two or more model sizes, got 1"
+    assert f"mm1 ablate: no lr law fit: {why}" in capsys.readouterr().out
+    assert f"No fit: {why}" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "lr_law.png").exists() and (tmp_path / "results.csv").exists()
+
+
 def test_command_line_changes_a_grid_key_after_its_preset(capsys):
     """`seeds=[3,4,5]` re-runs a grid with other seeds, the rest of the preset unchanged."""
     grid = load_grid("data_mixture", "tiny", ["seeds=[3,4,5]", "steps=12"])
