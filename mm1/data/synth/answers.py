@@ -7,8 +7,8 @@
   corner's.
 - synth_detail: the question asks the colour of the scene's one small shape. A model that cannot see it
   (at 32 px the background swamps it) answers a large shape's colour, or one no shape has; a model that has
-  not learnt the answer's form answers no colour (a word of the question, "large", "small", or a shape's
-  name).
+  not learnt the answer's form answers no shape colour (a word of the question, "large", "small", a shape's
+  name, or the background's colour: brown, black or gray are not shape colours).
 - synth_stripes: the question names a striped shape by its form. A model that cannot see it (at 32 px its
   stripes average to the gray background) answers as if it were not there: a solid shape's colour, or one
   that no shape of the scene has; one that sees it answers its colour.
